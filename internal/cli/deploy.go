@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantryhq/gantry/internal/deploy"
+)
+
+type deployFlags struct {
+	release string
+	images  []string
+}
+
+func newDeployCmd(g *globals) *cobra.Command {
+	var fl deployFlags
+	cmd := &cobra.Command{
+		Use:   "deploy ENV",
+		Short: "Deploy a release to an environment, gate its health, roll back on failure",
+		Long: `Deploy the services of gantry.yaml's compose files to ENV.
+
+gantry resolves every image to its immutable ID, records the deployment, then
+applies the services in dependency order. Each new container must pass the
+health gate: running, its Docker healthcheck healthy, and the probes of
+gantry.yaml passing, for health.min_healthy (default 10s) within
+health.window (default 5m). It fails at once when the container exits,
+restarts, is OOM-killed or turns unhealthy.
+
+Services with a fixed host port are replaced stop-first (the old container
+is stopped, not removed); others start-first (the new one starts beside the
+old one). If any service fails, gantry rolls the whole release back on its
+own: the new containers go and the previous release serves again.
+
+Exit codes: 0 deployed, 3 failed and rolled back, 4 failed with nothing to
+roll back to, 5 environment busy, 6 Docker unreachable, 2 bad input.`,
+		Example: `  gantry deploy staging
+  gantry deploy staging --release 1.4.0 --image web=registry.example.com/shop/web:1.4.0
+  gantry deploy staging --output json | jq .state`,
+		Args: envArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDeploy(cmd, g, args[0], fl)
+		},
+	}
+	cmd.Flags().StringVar(&fl.release, "release", "", "name of the release (default: derived from the image IDs)")
+	cmd.Flags().StringArrayVar(&fl.images, "image", nil, "SERVICE=IMAGE: deploy this image for a service (repeatable)")
+	return cmd
+}
+
+func runDeploy(cmd *cobra.Command, g *globals, envName string, fl deployFlags) error {
+	images, err := deploy.ParseImages(fl.images)
+	if err != nil {
+		return err
+	}
+	rep := newReporter(g.stderr)
+	s, err := g.open(envName, rep)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	m, err := s.file.Resolve(cmd.Context(), envName)
+	if err != nil {
+		return err
+	}
+	res, err := s.engine.Deploy(cmd.Context(), m, fl.release, images)
+	rep.Done()
+	if res != nil {
+		printResult(g, res)
+	}
+	return err
+}
+
+func newRollbackCmd(g *globals) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "rollback ENV",
+		Short: "Return an environment to an earlier release",
+		Long: `Return ENV to the release that served before the current one, or to
+--to RELEASE, any release that once succeeded there.
+
+Containers of the last releases are kept stopped (keep_releases, default 2),
+so a rollback to one of them is a restart, not a re-creation. The rollback
+passes the same health gate as a deploy; if it fails, the current release
+keeps serving.`,
+		Example: `  gantry rollback staging
+  gantry rollback staging --to 1.3.2`,
+		Args: envArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rep := newReporter(g.stderr)
+			s, err := g.open(args[0], rep)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			res, err := s.engine.Rollback(cmd.Context(), s.file.Project, s.env, to)
+			rep.Done()
+			if res != nil {
+				printResult(g, res)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "release to return to (default: the one before the serving one)")
+	return cmd
+}
+
+func printResult(g *globals, res *deploy.Result) {
+	if g.output == "json" {
+		g.printJSON(res)
+		return
+	}
+	w := g.stdout
+	verb := "deployed"
+	if res.Kind == "rollback" {
+		verb = "rolled back to"
+	}
+	switch res.State {
+	case "succeeded":
+		fmt.Fprintf(w, "%s %s to %s in %.1fs (deployment %d)\n", verb, res.Release, res.Env, res.DurationSeconds, res.Deployment)
+	case "rolled_back":
+		fmt.Fprintf(w, "FAILED: release %s did not become healthy in %s; gantry rolled back to %s in %.1fs (deployment %d)\n",
+			res.Release, res.Env, res.Previous, res.RollbackSeconds, res.Deployment)
+	default:
+		fmt.Fprintf(w, "FAILED: release %s in %s: %s (deployment %d)\n", res.Release, res.Env, res.State, res.Deployment)
+	}
+	for _, s := range res.Services {
+		mark := "ok"
+		if !s.Healthy {
+			mark = "FAILED"
+		}
+		fmt.Fprintf(w, "  %-12s %-6s %-11s gate %.1fs  %s\n", s.Name, mark, s.Strategy, s.GateSeconds, s.Reason)
+	}
+	if f := res.Failure; f != nil {
+		fmt.Fprintf(w, "reason: %s\n", f)
+		if f.Logs != "" {
+			fmt.Fprintf(w, "last log lines of %s:\n", f.Service)
+			for _, l := range strings.Split(f.Logs, "\n") {
+				fmt.Fprintf(w, "  | %s\n", l)
+			}
+		}
+	}
+	if len(res.Recovered) > 0 {
+		fmt.Fprintf(w, "note: recovered interrupted deployment(s) %v first\n", res.Recovered)
+	}
+}

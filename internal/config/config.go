@@ -1,0 +1,491 @@
+// Package config loads gantry.yaml, validates it while it loads, and resolves
+// an environment into a deployable model by reading the project's compose
+// files through compose-go, so gantry understands exactly what
+// `docker compose config` understands.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults for an environment's policy. The health window comes from the
+// seed notes: "roll back automatically if health checks fail within 5 minutes".
+const (
+	DefaultWindow       = 5 * time.Minute
+	DefaultMinHealthy   = 10 * time.Second
+	DefaultKeepReleases = 2
+	DefaultProbeEvery   = time.Second
+	DefaultProbeTimeout = 2 * time.Second
+	DefaultFileName     = "gantry.yaml"
+)
+
+// Strategy says how a service's old and new containers are exchanged.
+type Strategy string
+
+const (
+	// StrategyAuto picks stop-first for services that hold a fixed host port
+	// and start-first for the others.
+	StrategyAuto       Strategy = "auto"
+	StrategyStartFirst Strategy = "start-first"
+	StrategyStopFirst  Strategy = "stop-first"
+)
+
+var strategies = []Strategy{StrategyAuto, StrategyStartFirst, StrategyStopFirst}
+
+// File is a loaded and validated gantry.yaml.
+type File struct {
+	Project      string                  `yaml:"project" json:"project"`
+	Compose      StringList              `yaml:"compose" json:"compose"`
+	Services     map[string]ServiceRef   `yaml:"services" json:"services,omitempty"`
+	Environments map[string]*Environment `yaml:"environments" json:"environments"`
+
+	// Path is the file gantry.yaml was read from; Dir is its directory, the
+	// base of every relative path in it.
+	Path string `yaml:"-" json:"-"`
+	Dir  string `yaml:"-" json:"-"`
+}
+
+// ServiceRef is what gantry.yaml says about one compose service.
+type ServiceRef struct {
+	// Image overrides the compose file's image for the service.
+	Image string `yaml:"image" json:"image,omitempty"`
+	// Job marks a one-shot service that must run to completion with exit
+	// code 0. Services that another one depends on with
+	// service_completed_successfully are jobs without saying so.
+	Job bool `yaml:"job" json:"job,omitempty"`
+}
+
+// Environment is a named deploy target and its policy.
+type Environment struct {
+	Name string `yaml:"-" json:"name"`
+	// Host is the Docker host: unix:///var/run/docker.sock or tcp://host:2376.
+	// Empty means $DOCKER_HOST, or the local socket.
+	Host         string     `yaml:"host" json:"host,omitempty"`
+	ComposeFiles StringList `yaml:"compose_files" json:"compose_files,omitempty"`
+	Profiles     []string   `yaml:"profiles" json:"profiles,omitempty"`
+	EnvFiles     []string   `yaml:"env_files" json:"env_files,omitempty"`
+	Strategy     Strategy   `yaml:"strategy" json:"strategy"`
+	KeepReleases *int       `yaml:"keep_releases" json:"keep_releases"`
+	Health       Health     `yaml:"health" json:"health"`
+}
+
+// Health is the health gate of an environment.
+type Health struct {
+	Window     Duration         `yaml:"window" json:"window"`
+	MinHealthy Duration         `yaml:"min_healthy" json:"min_healthy"`
+	Probes     map[string]Probe `yaml:"probes" json:"probes,omitempty"`
+}
+
+// Probe is a check gantry runs itself, on top of the image's healthcheck.
+type Probe struct {
+	HTTP     *HTTPProbe `yaml:"http" json:"http,omitempty"`
+	TCP      *TCPProbe  `yaml:"tcp" json:"tcp,omitempty"`
+	Exec     *ExecProbe `yaml:"exec" json:"exec,omitempty"`
+	Interval Duration   `yaml:"interval" json:"interval"`
+	Timeout  Duration   `yaml:"timeout" json:"timeout"`
+}
+
+// HTTPProbe sends GET Path to the container's Port and expects Status.
+type HTTPProbe struct {
+	Port   int    `yaml:"port" json:"port"`
+	Path   string `yaml:"path" json:"path"`
+	Status int    `yaml:"status" json:"status"`
+}
+
+// TCPProbe connects to the container's Port.
+type TCPProbe struct {
+	Port int `yaml:"port" json:"port"`
+}
+
+// ExecProbe runs Command inside the container and expects exit code 0.
+type ExecProbe struct {
+	Command []string `yaml:"command" json:"command"`
+}
+
+// Duration is a time.Duration written as "30s" or "5m" in YAML and JSON.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the duration as a string such as "5m0s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// UnmarshalYAML reads "30s", "5m", "1h30m".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if err != nil || v < 0 {
+		return &Error{Line: n.Line, Msg: fmt.Sprintf("%q is not a duration; write it like 30s, 5m or 1h", n.Value)}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// StringList accepts a single string or a list of strings.
+type StringList []string
+
+// UnmarshalYAML reads "a" or [a, b].
+func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*s = StringList{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		var l []string
+		if err := n.Decode(&l); err != nil {
+			return &Error{Line: n.Line, Msg: "expected a list of file names"}
+		}
+		*s = l
+		return nil
+	}
+	return &Error{Line: n.Line, Msg: "expected a file name or a list of file names"}
+}
+
+// Error is a problem in a configuration file, with where it is.
+type Error struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads and validates a gantry.yaml.
+func Load(path string) (*File, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &Error{File: path, Msg: "file not found; run `gantry init` next to your compose file to write one, or pass --file"}
+		}
+		return nil, &Error{File: path, Msg: err.Error()}
+	}
+	return Parse(path, abs, data)
+}
+
+// Parse validates the content of a gantry.yaml read from path.
+func Parse(path, abs string, data []byte) (*File, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(path, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, &Error{File: path, Msg: "the file is empty; it needs at least `project:` and `environments:`"}
+	}
+	f := &File{Path: abs, Dir: filepath.Dir(abs)}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(f); err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.File = path
+			ce.Field = fieldAtLine(root.Content[0], ce.Line)
+			return nil, ce
+		}
+		return nil, yamlError(path, err)
+	}
+	v := validator{path: path, root: root.Content[0]}
+	v.file(f)
+	if v.err != nil {
+		return nil, v.err
+	}
+	return f, nil
+}
+
+// Env returns the named environment, or an error listing the known ones.
+func (f *File) Env(name string) (*Environment, error) {
+	if e, ok := f.Environments[name]; ok {
+		return e, nil
+	}
+	return nil, &Error{File: filepath.Base(f.Path), Field: "environments",
+		Msg: fmt.Sprintf("no environment %q; known: %s", name, strings.Join(f.EnvNames(), ", "))}
+}
+
+// EnvNames lists the environments in name order.
+func (f *File) EnvNames() []string {
+	names := make([]string, 0, len(f.Environments))
+	for n := range f.Environments {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Keep is the number of earlier releases whose containers stay for rollback.
+func (e *Environment) Keep() int {
+	if e.KeepReleases == nil {
+		return DefaultKeepReleases
+	}
+	return *e.KeepReleases
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+type validator struct {
+	path string
+	root *yaml.Node
+	err  error
+}
+
+func (v *validator) fail(msg string, path ...string) {
+	if v.err != nil {
+		return
+	}
+	v.err = &Error{File: v.path, Line: lineOf(v.root, path...), Field: strings.Join(path, "."), Msg: msg}
+}
+
+func (v *validator) file(f *File) {
+	switch {
+	case f.Project == "":
+		v.fail("missing; name the project, for example `project: shop` (lower case letters, digits, - and _)", "project")
+	case !nameRE.MatchString(f.Project):
+		v.fail(fmt.Sprintf("%q is not a valid name; use lower case letters, digits, - and _, starting with a letter or digit", f.Project), "project")
+	}
+	if len(f.Compose) == 0 {
+		f.Compose = StringList{"compose.yaml"}
+		for _, c := range []string{"compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"} {
+			if _, err := os.Stat(filepath.Join(f.Dir, c)); err == nil {
+				f.Compose = StringList{c}
+				break
+			}
+		}
+	}
+	for name, s := range f.Services {
+		if s.Image != "" && strings.ContainsAny(s.Image, " \t") {
+			v.fail(fmt.Sprintf("%q is not an image reference", s.Image), "services", name, "image")
+		}
+	}
+	if len(f.Environments) == 0 {
+		v.fail("no environments; add at least one, for example\n  environments:\n    staging:\n      health: { window: 5m }", "environments")
+	}
+	for _, name := range f.EnvNames() {
+		e := f.Environments[name]
+		if e == nil {
+			e = &Environment{}
+			f.Environments[name] = e
+		}
+		e.Name = name
+		if !nameRE.MatchString(name) {
+			v.fail("environment names use lower case letters, digits, - and _", "environments", name)
+		}
+		v.env(e)
+	}
+}
+
+func (v *validator) env(e *Environment) {
+	at := func(p ...string) []string { return append([]string{"environments", e.Name}, p...) }
+	if e.Host != "" && !hasAnyPrefix(e.Host, "unix://", "tcp://", "ssh://", "npipe://") {
+		v.fail(fmt.Sprintf("%q is not a Docker host; use unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host", e.Host), at("host")...)
+	}
+	if e.Strategy == "" {
+		e.Strategy = StrategyAuto
+	}
+	if !contains(strategies, e.Strategy) {
+		v.fail(fmt.Sprintf("%q is not a strategy; use one of auto, start-first, stop-first", e.Strategy), at("strategy")...)
+	}
+	if e.KeepReleases != nil && (*e.KeepReleases < 0 || *e.KeepReleases > 50) {
+		v.fail("must be between 0 and 50", at("keep_releases")...)
+	}
+	h := &e.Health
+	if h.Window == 0 {
+		h.Window = Duration(DefaultWindow)
+	}
+	if lineOf(v.root, at("health", "min_healthy")...) == 0 {
+		h.MinHealthy = Duration(DefaultMinHealthy)
+	}
+	if h.MinHealthy >= h.Window {
+		v.fail(fmt.Sprintf("min_healthy (%s) must be shorter than the health window (%s)", h.MinHealthy.D(), h.Window.D()), at("health", "min_healthy")...)
+	}
+	for svc, p := range h.Probes {
+		p := p
+		pat := at("health", "probes", svc)
+		n := 0
+		if p.HTTP != nil {
+			n++
+			if p.HTTP.Port <= 0 || p.HTTP.Port > 65535 {
+				v.fail("http probe needs the container port, for example `http: { port: 8080, path: /healthz }`", append(pat, "http", "port")...)
+			}
+			if p.HTTP.Path == "" {
+				p.HTTP.Path = "/"
+			}
+			if !strings.HasPrefix(p.HTTP.Path, "/") {
+				v.fail("the path must start with /", append(pat, "http", "path")...)
+			}
+			if p.HTTP.Status == 0 {
+				p.HTTP.Status = 200
+			}
+		}
+		if p.TCP != nil {
+			n++
+			if p.TCP.Port <= 0 || p.TCP.Port > 65535 {
+				v.fail("tcp probe needs the container port, for example `tcp: { port: 5432 }`", append(pat, "tcp", "port")...)
+			}
+		}
+		if p.Exec != nil {
+			n++
+			if len(p.Exec.Command) == 0 {
+				v.fail("exec probe needs a command, for example `exec: { command: [/app, check] }`", append(pat, "exec", "command")...)
+			}
+		}
+		if n != 1 {
+			v.fail("a probe has exactly one of http, tcp or exec", pat...)
+		}
+		if p.Interval == 0 {
+			p.Interval = Duration(DefaultProbeEvery)
+		}
+		if p.Timeout == 0 {
+			p.Timeout = Duration(DefaultProbeTimeout)
+		}
+		h.Probes[svc] = p
+	}
+}
+
+// lineOf finds the line of the value at path in a YAML mapping tree; 0 when absent.
+func lineOf(n *yaml.Node, path ...string) int {
+	for _, key := range path {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return 0
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+				if len(path) == 1 {
+					return n.Content[i].Line
+				}
+				break
+			}
+		}
+		if next == nil {
+			return 0
+		}
+		n = next
+		path = path[1:]
+	}
+	return 0
+}
+
+// fieldAtLine names the dotted path of the key on a line, for errors raised
+// inside a value's decoder.
+func fieldAtLine(n *yaml.Node, line int) string {
+	var walk func(n *yaml.Node, prefix []string) string
+	walk = func(n *yaml.Node, prefix []string) string {
+		if n.Kind != yaml.MappingNode {
+			return ""
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			p := append(append([]string{}, prefix...), k.Value)
+			if k.Line == line || (val.Line == line && val.Kind == yaml.ScalarNode) {
+				return strings.Join(p, ".")
+			}
+			if r := walk(val, p); r != "" {
+				return r
+			}
+		}
+		return ""
+	}
+	return walk(n, nil)
+}
+
+var unknownFieldRE = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.(\w+)`)
+var lineRE = regexp.MustCompile(`line (\d+): (.*)`)
+
+// allowed lists the YAML keys of the config type named typ.
+func allowed(typ string) []string {
+	types := map[string]reflect.Type{
+		"File": reflect.TypeOf(File{}), "ServiceRef": reflect.TypeOf(ServiceRef{}),
+		"Environment": reflect.TypeOf(Environment{}), "Health": reflect.TypeOf(Health{}),
+		"Probe": reflect.TypeOf(Probe{}), "HTTPProbe": reflect.TypeOf(HTTPProbe{}),
+		"TCPProbe": reflect.TypeOf(TCPProbe{}), "ExecProbe": reflect.TypeOf(ExecProbe{}),
+	}
+	t, ok := types[typ]
+	if !ok {
+		return nil
+	}
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		if k := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// yamlError turns yaml.v3's messages into ones that say where and what to do.
+func yamlError(path string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg := te.Errors[0]
+		if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
+			var line int
+			fmt.Sscan(m[1], &line)
+			what := strings.ToLower(m[3])
+			return &Error{File: path, Line: line, Field: m[2],
+				Msg: fmt.Sprintf("unknown field in %s; allowed: %s", what, strings.Join(allowed(m[3]), ", "))}
+		}
+		if m := lineRE.FindStringSubmatch(msg); m != nil {
+			var line int
+			fmt.Sscan(m[1], &line)
+			return &Error{File: path, Line: line, Msg: strings.ReplaceAll(m[2], "config.", "")}
+		}
+		return &Error{File: path, Msg: msg}
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := lineRE.FindStringSubmatch(msg); m != nil {
+		var line int
+		fmt.Sscan(m[1], &line)
+		return &Error{File: path, Line: line, Msg: "not valid YAML: " + m[2]}
+	}
+	return &Error{File: path, Msg: "not valid YAML: " + msg}
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains[T comparable](l []T, v T) bool {
+	for _, x := range l {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

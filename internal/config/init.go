@@ -1,0 +1,130 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+)
+
+// InitOptions says what `gantry init` reads.
+type InitOptions struct {
+	Dir     string
+	Compose string
+	Project string
+}
+
+var initTmpl = template.Must(template.New("gantry.yaml").Parse(`# gantry.yaml: what gantry deploys and how. Docs: docs/configuration.md
+project: {{.Project}}
+compose: {{.Compose}}
+
+# Images per service; they override the compose file's image:.
+services:
+{{- range .Services}}
+  {{.Name}}:
+    image: {{.Image}}
+{{- end}}
+
+environments:
+  staging:
+    # host: unix:///var/run/docker.sock   # default: $DOCKER_HOST or the local socket
+    strategy: auto            # stop-first for services with a fixed host port, else start-first
+    keep_releases: 2          # earlier releases kept stopped for a fast rollback
+    health:
+      window: 5m              # roll back when not healthy within this
+      min_healthy: 10s        # and healthy for at least this long
+{{- if .Probes}}
+      probes:
+{{- range .Probes}}
+        {{.Name}}:
+          http: { port: {{.Port}}, path: /, status: 200 }   # point path at your health endpoint
+{{- end}}
+{{- end}}
+  production:
+    # compose_files: [{{.Compose}}, compose.production.yaml]
+    health:
+      window: 5m
+      min_healthy: 30s
+`))
+
+type initService struct{ Name, Image string }
+type initProbe struct {
+	Name string
+	Port uint32
+}
+
+// Init reads a compose file and returns a starter gantry.yaml.
+func Init(ctx context.Context, o InitOptions) ([]byte, error) {
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	compose := o.Compose
+	if compose == "" {
+		for _, c := range []string{"compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"} {
+			if _, err := os.Stat(filepath.Join(dir, c)); err == nil {
+				compose = c
+				break
+			}
+		}
+		if compose == "" {
+			return nil, &Error{File: dir, Msg: "no compose file found (compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml); pass --compose"}
+		}
+	}
+	project := o.Project
+	if project == "" {
+		project = sanitizeName(filepath.Base(dir))
+	}
+	if !nameRE.MatchString(project) {
+		return nil, &Error{File: "gantry.yaml", Field: "project", Msg: fmt.Sprintf("%q is not a valid project name; pass --project with lower case letters, digits, - and _", project)}
+	}
+	po, err := cli.NewProjectOptions([]string{filepath.Join(dir, compose)}, cli.WithWorkingDirectory(dir), cli.WithName(project), cli.WithOsEnv, cli.WithDotEnv)
+	if err != nil {
+		return nil, err
+	}
+	p, err := cli.ProjectFromOptions(ctx, po)
+	if err != nil {
+		return nil, fmt.Errorf("compose file %s: %w", compose, err)
+	}
+	data := struct {
+		Project, Compose string
+		Services         []initService
+		Probes           []initProbe
+	}{Project: project, Compose: compose}
+	order, err := DependencyOrder(p)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range order {
+		s := p.Services[name]
+		img := s.Image
+		if img == "" {
+			img = project + "/" + name + ":latest   # set the image to deploy"
+		}
+		data.Services = append(data.Services, initService{Name: name, Image: img})
+		if len(s.Ports) > 0 && s.Ports[0].Protocol != "udp" {
+			data.Probes = append(data.Probes, initProbe{Name: name, Port: s.Ports[0].Target})
+		}
+	}
+	var buf bytes.Buffer
+	if err := initTmpl.Execute(&buf, data); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+var badName = regexp.MustCompile(`[^a-z0-9_-]+`)
+
+func sanitizeName(s string) string {
+	s = strings.Trim(badName.ReplaceAllString(strings.ToLower(s), "-"), "-_")
+	if s == "" {
+		return "app"
+	}
+	return s
+}

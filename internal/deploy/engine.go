@@ -1,0 +1,570 @@
+// Package deploy is gantry's deploy engine: it plans a release for an
+// environment, applies it service by service in dependency order, gates
+// every service on its health, and commits the release or rolls back to the
+// previous one on its own. Every transition is written to the store before
+// it is acted on, so the next gantry finishes what a killed one left.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/health"
+	"github.com/gantryhq/gantry/internal/runtime"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// Errors that say how a deployment ended; match them with errors.Is.
+var (
+	// ErrRolledBack: the release failed and the previous one serves again.
+	ErrRolledBack = errors.New("deployment rolled back")
+	// ErrFailed: the release failed and there was nothing to roll back to,
+	// or the rollback itself failed.
+	ErrFailed = errors.New("deployment failed")
+	// ErrNothingDeployed: the environment has no release yet.
+	ErrNothingDeployed = errors.New("nothing deployed")
+)
+
+// Reporter hears about progress, for a terminal display or plain lines.
+type Reporter interface {
+	// Service reports a service's phase: pulling, starting, waiting for
+	// health, healthy, failed, rolled back...
+	Service(service, phase, detail string)
+	// Note reports an event of the whole deployment.
+	Note(msg string)
+}
+
+type nopReporter struct{}
+
+func (nopReporter) Service(string, string, string) {}
+func (nopReporter) Note(string)                    {}
+
+// Engine deploys releases to one environment's runtime.
+type Engine struct {
+	rt       runtime.Runtime
+	store    *store.Store
+	stateDir string
+	report   Reporter
+	log      *slog.Logger
+	actor    string
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithReporter sets where progress goes.
+func WithReporter(r Reporter) Option { return func(e *Engine) { e.report = r } }
+
+// WithLogger sets the structured logger.
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// WithActor names who runs the deployments, for the record.
+func WithActor(a string) Option { return func(e *Engine) { e.actor = a } }
+
+// New returns an engine over a runtime and a store; stateDir holds secret
+// files written for containers.
+func New(rt runtime.Runtime, st *store.Store, stateDir string, opts ...Option) *Engine {
+	e := &Engine{rt: rt, store: st, stateDir: stateDir, report: nopReporter{}, log: slog.New(slog.DiscardHandler)}
+	if u := os.Getenv("USER"); u != "" {
+		e.actor = u
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// Policy is how an environment gates a release.
+type Policy struct {
+	Window     time.Duration
+	MinHealthy time.Duration
+	Probes     map[string]config.Probe
+	Keep       int
+}
+
+// PolicyOf reads an environment's policy from its configuration.
+func PolicyOf(env *config.Environment) Policy {
+	return Policy{Window: env.Health.Window.D(), MinHealthy: env.Health.MinHealthy.D(), Probes: env.Health.Probes, Keep: env.Keep()}
+}
+
+// Result is the outcome of a deploy or a rollback.
+type Result struct {
+	Deployment      int64           `json:"deployment"`
+	Project         string          `json:"project"`
+	Env             string          `json:"env"`
+	Release         string          `json:"release"`
+	Kind            string          `json:"kind"`
+	State           store.State     `json:"state"`
+	Reason          string          `json:"reason,omitempty"`
+	Previous        string          `json:"previous_release,omitempty"`
+	Services        []ServiceResult `json:"services"`
+	DurationSeconds float64         `json:"duration_seconds"`
+	// RollbackSeconds is the time from the failing verdict to the previous
+	// release serving again.
+	RollbackSeconds float64  `json:"rollback_seconds,omitempty"`
+	Failure         *Failure `json:"failure,omitempty"`
+	Recovered       []int64  `json:"recovered,omitempty"`
+}
+
+// ServiceResult is what happened to one service.
+type ServiceResult struct {
+	Name      string `json:"name"`
+	Image     string `json:"image"`
+	ImageID   string `json:"image_id"`
+	Container string `json:"container,omitempty"`
+	Strategy  string `json:"strategy"`
+	Healthy   bool   `json:"healthy"`
+	Check     string `json:"check,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	// GateSeconds is how long the health gate took; VerdictLatencySeconds
+	// how long after Docker's signal (health status, exit) it decided.
+	GateSeconds           float64 `json:"gate_seconds"`
+	VerdictLatencySeconds float64 `json:"verdict_latency_seconds"`
+}
+
+// Failure says which service failed which check, with its last log lines.
+type Failure struct {
+	Service string `json:"service"`
+	Check   string `json:"check"`
+	Reason  string `json:"reason"`
+	Logs    string `json:"logs,omitempty"`
+}
+
+func (f *Failure) String() string {
+	if f.Service == "" {
+		return fmt.Sprintf("%s failed: %s", f.Check, f.Reason)
+	}
+	return fmt.Sprintf("service %s failed its health gate (%s): %s", f.Service, f.Check, f.Reason)
+}
+
+// Deploy applies a release to an environment, gates it and commits it, or
+// rolls back to the release that served before.
+func (e *Engine) Deploy(ctx context.Context, m *config.Model, release string, images map[string]string) (*Result, error) {
+	if err := e.rt.Ping(ctx); err != nil {
+		return nil, err
+	}
+	e.report.Note(fmt.Sprintf("resolving images for %s", m.Env.Name))
+	plan, err := e.Plan(ctx, m, release, images)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := e.store.Acquire(ctx, plan.Project, plan.Env, "deploy "+plan.Release)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	recovered, err := e.recoverLocked(ctx, plan.Project, plan.Env, lock)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := e.store.Serving(ctx, plan.Project, plan.Env)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := encodePlan(plan)
+	if err != nil {
+		return nil, err
+	}
+	d := &store.Deployment{Project: plan.Project, Env: plan.Env, Release: plan.Release, Kind: "deploy", Plan: raw, Actor: e.actor, PID: os.Getpid()}
+	if prev != nil {
+		d.PreviousID = prev.ID
+	}
+	if err := e.store.Create(ctx, d); err != nil {
+		return nil, err
+	}
+	plan.ID = d.PlanID
+	res, err := e.run(ctx, lock, d, plan, prev, PolicyOf(m.Env))
+	if res != nil {
+		res.Recovered = recovered
+	}
+	return res, err
+}
+
+// Rollback returns an environment to an earlier release: the one before the
+// serving one, or the newest successful deploy of release to.
+func (e *Engine) Rollback(ctx context.Context, project string, env *config.Environment, to string) (*Result, error) {
+	if err := e.rt.Ping(ctx); err != nil {
+		return nil, err
+	}
+	lock, err := e.store.Acquire(ctx, project, env.Name, "rollback")
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	recovered, err := e.recoverLocked(ctx, project, env.Name, lock)
+	if err != nil {
+		return nil, err
+	}
+	serving, err := e.store.Serving(ctx, project, env.Name)
+	if err != nil {
+		return nil, err
+	}
+	if serving == nil {
+		return nil, fmt.Errorf("%w in %s: there is no release to roll back from; deploy one first", ErrNothingDeployed, env.Name)
+	}
+	var target *store.Deployment
+	if to != "" {
+		target, err = e.store.FindRelease(ctx, project, env.Name, to)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, inputError("release %q never succeeded in %s; `gantry history %s` lists the releases you can roll back to", to, env.Name, env.Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		if serving.PreviousID == 0 {
+			return nil, inputError("%s has served only release %s; there is nothing earlier to roll back to", env.Name, serving.Release)
+		}
+		target, err = e.store.Get(ctx, serving.PreviousID)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if target.PlanID == serving.PlanID {
+		return nil, inputError("release %s is already serving in %s", target.Release, env.Name)
+	}
+	planRow, err := e.store.Get(ctx, target.PlanID)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := decodePlan(planRow.Plan, target.PlanID)
+	if err != nil {
+		return nil, err
+	}
+	d := &store.Deployment{Project: project, Env: env.Name, Release: target.Release, Kind: "rollback", PlanID: target.PlanID,
+		PreviousID: serving.ID, Plan: planRow.Plan, Actor: e.actor, PID: os.Getpid()}
+	if err := e.store.Create(ctx, d); err != nil {
+		return nil, err
+	}
+	e.report.Note(fmt.Sprintf("rolling %s back from %s to %s", env.Name, serving.Release, target.Release))
+	res, err := e.run(ctx, lock, d, plan, serving, PolicyOf(env))
+	if res != nil {
+		res.Recovered = recovered
+	}
+	return res, err
+}
+
+// applied is a service the deployment has switched, and how to undo it.
+type applied struct {
+	service string
+	newID   string
+	// stopped are the old containers this deployment stopped.
+	stopped []string
+}
+
+// run applies a plan as deployment d, with prev serving before it.
+func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy) (*Result, error) {
+	start := time.Now()
+	res := &Result{Deployment: d.ID, Project: d.Project, Env: d.Env, Release: d.Release, Kind: d.Kind}
+	if prev != nil {
+		res.Previous = prev.Release
+	}
+	if err := lock.SetDeployment(ctx, d.ID); err != nil {
+		return nil, err
+	}
+	if err := e.store.Transition(ctx, d.ID, store.Deploying, ""); err != nil {
+		return nil, err
+	}
+	var done []applied
+	fail := func(f *Failure, cause error) (*Result, error) {
+		res.Failure = f
+		return e.rollbackFailed(ctx, d, plan, prev, done, res, start, cause)
+	}
+	if err := e.rt.Prepare(ctx, plan); err != nil {
+		return fail(&Failure{Check: "prepare", Reason: err.Error()}, err)
+	}
+	existing, err := e.rt.Containers(ctx, plan.Project, plan.Env)
+	if err != nil {
+		return fail(&Failure{Check: "prepare", Reason: err.Error()}, err)
+	}
+	for _, name := range plan.Order {
+		svc := plan.Services[name]
+		a, sr, f, err := e.applyService(ctx, d, plan, svc, existing, pol)
+		if a != nil {
+			done = append(done, *a)
+		}
+		res.Services = append(res.Services, sr)
+		if f != nil || err != nil {
+			if f == nil {
+				f = &Failure{Service: name, Check: "apply", Reason: err.Error()}
+			}
+			return fail(f, err)
+		}
+	}
+	if err := e.store.Transition(ctx, d.ID, store.Verifying, ""); err != nil {
+		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
+	}
+	// Services gated early may have died while later ones started.
+	for _, a := range done {
+		if plan.Services[a.service].Job {
+			continue
+		}
+		c, err := e.rt.Inspect(ctx, a.newID)
+		if err != nil || !c.Running() || c.Health == "unhealthy" {
+			why := "container is gone"
+			if err == nil {
+				why = fmt.Sprintf("container is %s (health %q, exit code %d)", c.State, c.Health, c.ExitCode)
+			}
+			return fail(&Failure{Service: a.service, Check: "verify", Reason: why, Logs: e.logs(ctx, a.newID)}, nil)
+		}
+	}
+	if err := e.store.Transition(ctx, d.ID, store.Succeeded, "all services healthy"); err != nil {
+		return nil, err
+	}
+	if err := e.store.SetServing(ctx, d.Project, d.Env, d.ID); err != nil {
+		return nil, err
+	}
+	res.State = store.Succeeded
+	res.DurationSeconds = time.Since(start).Seconds()
+	e.store.SetResult(ctx, d.ID, res)
+	e.report.Note(fmt.Sprintf("release %s is serving in %s (%.1fs)", d.Release, d.Env, res.DurationSeconds))
+	if err := e.prune(ctx, d.Project, d.Env, pol.Keep); err != nil {
+		e.log.Warn("pruning old containers failed", "err", err)
+	}
+	return res, nil
+}
+
+// applyService switches one service to the plan's container and gates it.
+func (e *Engine) applyService(ctx context.Context, d *store.Deployment, plan *runtime.Plan, svc *runtime.Service, existing []runtime.Container, pol Policy) (*applied, ServiceResult, *Failure, error) {
+	sr := ServiceResult{Name: svc.Name, Image: svc.ImageRef, ImageID: svc.ImageID, Strategy: "start-first"}
+	if svc.StopFirst {
+		sr.Strategy = "stop-first"
+	}
+	if svc.Job {
+		sr.Strategy = "job"
+	}
+	var olds []string
+	for _, c := range existing {
+		if c.Service == svc.Name && c.PlanID != plan.ID && (c.Running() || c.Restarting) {
+			olds = append(olds, c.ID)
+		}
+	}
+	a := &applied{service: svc.Name}
+	grace := stopGrace(svc)
+	stopOld := func() error {
+		if svc.Job || len(olds) == 0 {
+			return nil
+		}
+		if err := e.store.AddStep(ctx, d.ID, svc.Name, "stop-old", strings.Join(olds, ",")); err != nil {
+			return err
+		}
+		e.report.Service(svc.Name, "stopping old", "")
+		for _, id := range olds {
+			a.stopped = append(a.stopped, id)
+			if err := e.rt.Stop(ctx, id, grace); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if svc.StopFirst {
+		if err := stopOld(); err != nil {
+			return a, sr, nil, err
+		}
+	}
+	if err := e.store.AddStep(ctx, d.ID, svc.Name, "create", svc.ImageRef); err != nil {
+		return a, sr, nil, err
+	}
+	e.report.Service(svc.Name, "creating", svc.ImageRef)
+	c, err := e.rt.Create(ctx, plan, svc.Name)
+	if err != nil {
+		return a, sr, nil, err
+	}
+	a.newID, sr.Container = c.ID, c.Name
+	if svc.Job && c.State == "exited" && c.ExitCode == 0 {
+		// A kept job of this plan that already completed: a rollback does
+		// not run an old migration again.
+		sr.Healthy, sr.Check, sr.Reason = true, string(health.CheckRunning), "job already completed"
+		e.report.Service(svc.Name, "healthy", "job already completed")
+		return a, sr, nil, nil
+	}
+	gateCtx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
+	events, errs := e.rt.Watch(gateCtx, c.ID)
+	if err := e.store.AddStep(ctx, d.ID, svc.Name, "start", c.ID); err != nil {
+		return a, sr, nil, err
+	}
+	e.report.Service(svc.Name, "starting", c.Name)
+	if !c.Running() {
+		if err := e.rt.Start(ctx, c.ID); err != nil {
+			return a, sr, &Failure{Service: svc.Name, Check: "start", Reason: err.Error(), Logs: e.logs(ctx, c.ID)}, nil
+		}
+	}
+	gate := health.Gate{Window: pol.Window, MinHealthy: pol.MinHealthy, Job: svc.Job,
+		Progress: func(s string) {
+			if s != "healthy" && s != "failed" { // reported below, with the reason
+				e.report.Service(svc.Name, s, "")
+			}
+		}}
+	if p, ok := pol.Probes[svc.Name]; ok {
+		gate.Probes = append(gate.Probes, health.FromConfig(p))
+	}
+	gstart := time.Now()
+	v := gate.Wait(gateCtx, health.Target{RT: e.rt, ID: c.ID}, events, errs)
+	cancelWatch()
+	sr.GateSeconds = time.Since(gstart).Seconds()
+	sr.VerdictLatencySeconds = v.Latency().Seconds()
+	sr.Healthy, sr.Check, sr.Reason = v.Healthy, string(v.Check), v.Reason
+	if err := e.store.AddStep(context.WithoutCancel(ctx), d.ID, svc.Name, "verdict", fmt.Sprintf("healthy=%t %s: %s", v.Healthy, v.Check, v.Reason)); err != nil {
+		return a, sr, nil, err
+	}
+	if !v.Healthy {
+		e.report.Service(svc.Name, "failed", v.Reason)
+		return a, sr, &Failure{Service: svc.Name, Check: string(v.Check), Reason: v.Reason, Logs: e.logs(context.WithoutCancel(ctx), c.ID)}, nil
+	}
+	e.report.Service(svc.Name, "healthy", v.Reason)
+	if !svc.StopFirst {
+		if err := stopOld(); err != nil {
+			return a, sr, nil, err
+		}
+	}
+	return a, sr, nil, nil
+}
+
+func stopGrace(svc *runtime.Service) time.Duration {
+	if g := svc.Config.StopGracePeriod; g != nil {
+		return time.Duration(*g)
+	}
+	return 10 * time.Second
+}
+
+func (e *Engine) logs(ctx context.Context, id string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := e.rt.Logs(ctx, id, 20)
+	if err != nil {
+		return ""
+	}
+	return l
+}
+
+// rollbackFailed undoes what a failed deployment switched, newest first, and
+// records the outcome. It runs to the end even when ctx was cancelled
+// (Ctrl-C): leaving the environment half switched is worse than finishing.
+func (e *Engine) rollbackFailed(ctx context.Context, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, done []applied, res *Result, start time.Time, cause error) (*Result, error) {
+	if ctx.Err() != nil && res.Failure != nil && res.Failure.Check != string(health.CheckCancelled) {
+		res.Failure.Reason = "interrupted: " + res.Failure.Reason
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	f := res.Failure
+	reason := f.String()
+	e.report.Note(reason)
+	rbStart := time.Now()
+	var errs []error
+	var restarted []applied
+	for i := len(done) - 1; i >= 0; i-- {
+		a := done[i]
+		e.store.AddStep(ctx, d.ID, a.service, "rollback", a.newID)
+		if a.newID != "" {
+			if err := e.rt.Remove(ctx, a.newID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, id := range a.stopped {
+			e.report.Service(a.service, "restoring previous", "")
+			if err := e.rt.Start(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("restart previous container of %s: %w", a.service, err))
+			}
+		}
+		if len(a.stopped) > 0 {
+			restarted = append(restarted, a)
+		}
+	}
+	// The previous release serves again once its restarted containers are
+	// healthy (or merely running, for those without a healthcheck).
+	for _, a := range restarted {
+		for _, id := range a.stopped {
+			v := e.waitServing(ctx, id, 60*time.Second)
+			if !v.Healthy {
+				errs = append(errs, fmt.Errorf("previous container of %s did not come back healthy: %s", a.service, v.Reason))
+			} else {
+				e.report.Service(a.service, "restored", "")
+			}
+		}
+	}
+	res.RollbackSeconds = time.Since(rbStart).Seconds()
+	res.DurationSeconds = time.Since(start).Seconds()
+	res.Reason = reason
+	to, sentinel := store.RolledBack, ErrRolledBack
+	switch {
+	case len(errs) > 0:
+		to, sentinel = store.Failed, ErrFailed
+		reason += "; rollback incomplete: " + errors.Join(errs...).Error()
+	case prev == nil:
+		to, sentinel = store.Failed, ErrFailed
+		reason += "; nothing to roll back to (first release of this environment), its containers were removed"
+	default:
+		reason += "; rolled back to " + prev.Release
+	}
+	res.Reason = reason
+	res.State = to
+	if err := e.store.Transition(ctx, d.ID, to, reason); err != nil {
+		return res, errors.Join(err, cause)
+	}
+	e.store.SetResult(ctx, d.ID, res)
+	if to == store.RolledBack {
+		e.report.Note(fmt.Sprintf("rolled back: %s is serving in %s again (%.1fs)", prev.Release, d.Env, res.RollbackSeconds))
+	}
+	err := fmt.Errorf("%w: %s", sentinel, reason)
+	if cause != nil {
+		err = fmt.Errorf("%w: %s (%w)", sentinel, reason, cause)
+	}
+	return res, err
+}
+
+// waitServing waits until a restarted container is running and, when it has
+// a healthcheck, healthy.
+func (e *Engine) waitServing(ctx context.Context, id string, window time.Duration) health.Verdict {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, errs := e.rt.Watch(ctx, id)
+	return health.Gate{Window: window}.Wait(ctx, health.Target{RT: e.rt, ID: id}, events, errs)
+}
+
+// prune removes containers of releases older than the last keep ones that
+// succeeded; those stay, stopped, for a fast rollback.
+func (e *Engine) prune(ctx context.Context, project, env string, keep int) error {
+	succeeded, err := e.store.Succeeded(ctx, project, env)
+	if err != nil {
+		return err
+	}
+	keepPlans := map[int64]bool{}
+	for _, d := range succeeded {
+		if len(keepPlans) > keep {
+			break
+		}
+		keepPlans[d.PlanID] = true
+	}
+	serving, err := e.store.Serving(ctx, project, env)
+	if err != nil {
+		return err
+	}
+	cs, err := e.rt.Containers(ctx, project, env)
+	if err != nil {
+		return err
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].PlanID < cs[j].PlanID })
+	for _, c := range cs {
+		if serving != nil && c.PlanID == serving.PlanID {
+			continue
+		}
+		if keepPlans[c.PlanID] {
+			if c.Running() {
+				e.rt.Stop(ctx, c.ID, 10*time.Second)
+			}
+			continue
+		}
+		if err := e.rt.Remove(ctx, c.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}

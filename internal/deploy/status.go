@@ -1,0 +1,151 @@
+package deploy
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/runtime"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// Status is what serves in an environment right now.
+type Status struct {
+	Project    string          `json:"project"`
+	Env        string          `json:"env"`
+	Host       string          `json:"host"`
+	Release    string          `json:"release,omitempty"`
+	Deployment int64           `json:"deployment,omitempty"`
+	Since      *time.Time      `json:"since,omitempty"`
+	Services   []ServiceStatus `json:"services"`
+	// Kept counts stopped containers of earlier releases kept for rollback.
+	Kept      int     `json:"kept_containers"`
+	Recovered []int64 `json:"recovered,omitempty"`
+}
+
+// ServiceStatus is one service's serving container.
+type ServiceStatus struct {
+	Name      string     `json:"name"`
+	Release   string     `json:"release"`
+	Image     string     `json:"image"`
+	ImageID   string     `json:"image_id"`
+	Container string     `json:"container,omitempty"`
+	State     string     `json:"state"`
+	Health    string     `json:"health"`
+	Since     *time.Time `json:"since,omitempty"`
+}
+
+// Status reports what serves in env, first finishing any interrupted
+// deployment there.
+func (e *Engine) Status(ctx context.Context, project, env string) (*Status, error) {
+	if err := e.rt.Ping(ctx); err != nil {
+		return nil, err
+	}
+	recovered, err := e.Recover(ctx, project, env)
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Project: project, Env: env, Host: e.rt.Host(), Recovered: recovered, Services: []ServiceStatus{}}
+	serving, err := e.store.Serving(ctx, project, env)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := e.rt.Containers(ctx, project, env)
+	if err != nil {
+		return nil, err
+	}
+	var plan *runtime.Plan
+	if serving != nil {
+		st.Release, st.Deployment = serving.Release, serving.ID
+		if t, err := e.store.ServingSince(ctx, project, env); err == nil && !t.IsZero() {
+			st.Since = &t
+		}
+		if row, err := e.store.Get(ctx, serving.PlanID); err == nil {
+			plan, _ = decodePlan(row.Plan, serving.PlanID)
+		}
+	}
+	seen := map[string]bool{}
+	if plan != nil {
+		for _, name := range plan.Order {
+			svc := plan.Services[name]
+			ss := ServiceStatus{Name: name, Release: plan.Release, Image: svc.ImageRef, ImageID: svc.ImageID, State: "missing", Health: "unknown"}
+			for _, c := range cs {
+				if c.Service == name && c.PlanID == plan.ID {
+					ss.Container, ss.State, ss.Health = c.Name, c.State, healthOf(c)
+					if svc.Job && c.State == "exited" {
+						ss.Health = "completed"
+						if c.ExitCode != 0 {
+							ss.Health = "failed"
+						}
+					}
+					if !c.StartedAt.IsZero() {
+						t := c.StartedAt
+						ss.Since = &t
+					}
+				}
+			}
+			seen[name] = true
+			st.Services = append(st.Services, ss)
+		}
+	}
+	// Containers running that the record does not expect (left by hand or
+	// by an older gantry) are shown too: status must not hide anything.
+	for _, c := range cs {
+		if plan != nil && c.PlanID == plan.ID {
+			continue
+		}
+		if !c.Running() {
+			st.Kept++
+			continue
+		}
+		ss := ServiceStatus{Name: c.Service, Release: c.Release, Image: c.ImageRef, ImageID: c.ImageID, Container: c.Name, State: c.State, Health: healthOf(c)}
+		if !c.StartedAt.IsZero() {
+			t := c.StartedAt
+			ss.Since = &t
+		}
+		st.Services = append(st.Services, ss)
+	}
+	sort.SliceStable(st.Services, func(i, j int) bool { return !seen[st.Services[j].Name] && seen[st.Services[i].Name] })
+	return st, nil
+}
+
+func healthOf(c runtime.Container) string {
+	switch {
+	case c.Health != "":
+		return c.Health
+	case c.Running():
+		return "running (no healthcheck)"
+	}
+	return c.State
+}
+
+// HistoryEntry is one deployment in an environment's history.
+type HistoryEntry struct {
+	*store.Deployment
+	DurationSeconds float64 `json:"duration_seconds,omitempty"`
+	Serving         bool    `json:"serving"`
+}
+
+// History lists an environment's deployments, newest first.
+func (e *Engine) History(ctx context.Context, project, env string, limit int) ([]HistoryEntry, error) {
+	if _, err := e.Recover(ctx, project, env); err != nil {
+		return nil, err
+	}
+	ds, err := e.store.History(ctx, project, env, limit)
+	if err != nil {
+		return nil, err
+	}
+	serving, err := e.store.Serving(ctx, project, env)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]HistoryEntry, 0, len(ds))
+	for _, d := range ds {
+		h := HistoryEntry{Deployment: d, Serving: serving != nil && serving.ID == d.ID}
+		if d.FinishedAt != nil {
+			h.DurationSeconds = d.FinishedAt.Sub(d.CreatedAt).Seconds()
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}

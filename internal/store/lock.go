@@ -1,0 +1,142 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Heartbeat is how often a lock holder proves it is alive; a lock whose
+// holder missed StaleAfter worth of heartbeats can be taken over.
+const (
+	Heartbeat  = 2 * time.Second
+	StaleAfter = 30 * time.Second
+)
+
+// Holder describes who holds an environment's lock.
+type Holder struct {
+	PID          int       `json:"pid"`
+	Host         string    `json:"host"`
+	Purpose      string    `json:"purpose"`
+	DeploymentID int64     `json:"deployment_id,omitempty"`
+	AcquiredAt   time.Time `json:"acquired_at"`
+	HeartbeatAt  time.Time `json:"heartbeat_at"`
+}
+
+// LockedError says that another live gantry works on the environment.
+type LockedError struct {
+	Env    string
+	Holder Holder
+}
+
+func (e *LockedError) Error() string {
+	what := e.Holder.Purpose
+	if e.Holder.DeploymentID != 0 {
+		what = fmt.Sprintf("%s (deployment %d)", what, e.Holder.DeploymentID)
+	}
+	return fmt.Sprintf("environment %s is busy: gantry pid %d on %s is running %s since %s; wait for it to finish (see `gantry status %s`), or stop that process: a killed gantry's lock is taken over and its work rolled back by the next command",
+		e.Env, e.Holder.PID, e.Holder.Host, what, e.Holder.AcquiredAt.Local().Format(time.TimeOnly), e.Env)
+}
+
+// Lock is a held environment lock.
+type Lock struct {
+	s       *Store
+	project string
+	env     string
+	token   string
+	stop    chan struct{}
+	done    chan struct{}
+	// Stale is the holder whose abandoned lock this one replaced, if any:
+	// its work must be recovered before anything else.
+	Stale *Holder
+}
+
+// Acquire takes the deploy lock of an environment. A lock held by a process
+// that is gone (same host, pid not alive) or that stopped its heartbeat is
+// taken over, and reported in Lock.Stale.
+func (s *Store) Acquire(ctx context.Context, project, env, purpose string) (*Lock, error) {
+	host, _ := os.Hostname()
+	b := make([]byte, 16)
+	rand.Read(b)
+	l := &Lock{s: s, project: project, env: env, token: hex.EncodeToString(b), stop: make(chan struct{}), done: make(chan struct{})}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var h Holder
+	var acq, hb string
+	err = tx.QueryRowContext(ctx, `SELECT pid, host, purpose, deployment_id, acquired_at, heartbeat_at FROM locks WHERE project=? AND env=?`, project, env).
+		Scan(&h.PID, &h.Host, &h.Purpose, &h.DeploymentID, &acq, &hb)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, err
+	default:
+		h.AcquiredAt, h.HeartbeatAt = parseTime(acq), parseTime(hb)
+		if alive(h, host) {
+			return nil, &LockedError{Env: env, Holder: h}
+		}
+		l.Stale = &h
+	}
+	t := now()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO locks (project, env, token, pid, host, purpose, acquired_at, heartbeat_at) VALUES (?,?,?,?,?,?,?,?)
+		ON CONFLICT(project, env) DO UPDATE SET token=excluded.token, pid=excluded.pid, host=excluded.host, purpose=excluded.purpose,
+		deployment_id=0, acquired_at=excluded.acquired_at, heartbeat_at=excluded.heartbeat_at`,
+		project, env, l.token, os.Getpid(), host, purpose, t, t); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	go l.beat()
+	return l, nil
+}
+
+func alive(h Holder, thisHost string) bool {
+	if time.Since(h.HeartbeatAt) > StaleAfter {
+		return false
+	}
+	if h.Host == thisHost {
+		if h.PID == os.Getpid() {
+			return true
+		}
+		err := syscall.Kill(h.PID, 0)
+		return err == nil || errors.Is(err, syscall.EPERM)
+	}
+	return true
+}
+
+func (l *Lock) beat() {
+	defer close(l.done)
+	t := time.NewTicker(Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.s.db.Exec(`UPDATE locks SET heartbeat_at=? WHERE project=? AND env=? AND token=?`, now(), l.project, l.env, l.token)
+		}
+	}
+}
+
+// SetDeployment notes which deployment the holder works on.
+func (l *Lock) SetDeployment(ctx context.Context, id int64) error {
+	_, err := l.s.db.ExecContext(ctx, `UPDATE locks SET deployment_id=? WHERE project=? AND env=? AND token=?`, id, l.project, l.env, l.token)
+	return err
+}
+
+// Release gives the lock up.
+func (l *Lock) Release() error {
+	close(l.stop)
+	<-l.done
+	_, err := l.s.db.Exec(`DELETE FROM locks WHERE project=? AND env=? AND token=?`, l.project, l.env, l.token)
+	return err
+}
