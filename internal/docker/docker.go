@@ -342,4 +342,3 @@ func short(id string) string {
 	}
 	return id
 }
-
