@@ -70,7 +70,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if strings.HasPrefix(err.Error(), "unknown command") {
 			err = fmt.Errorf("%w: %s (see `gantry --help`)", errUsage, err)
 		}
-		if g.output == "json" {
+		if g.output == "json" && !g.printed {
 			json.NewEncoder(stdout).Encode(map[string]any{"error": stripSentinel(err.Error()), "exit_code": ExitCode(err)})
 		}
 		fmt.Fprintf(stderr, "gantry: %s\n", stripSentinel(err.Error()))
@@ -95,6 +95,9 @@ type globals struct {
 	stdout   io.Writer
 	stderr   io.Writer
 	log      *slog.Logger
+	// printed: a JSON document went to stdout; an error then goes to
+	// stderr only, so stdout stays one document.
+	printed bool
 }
 
 func newRoot(g *globals) *cobra.Command {
@@ -213,6 +216,7 @@ func (quietReporter) Service(string, string, string) {}
 func (quietReporter) Note(string)                    {}
 
 func (g *globals) printJSON(v any) error {
+	g.printed = true
 	enc := json.NewEncoder(g.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)

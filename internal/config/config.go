@@ -131,7 +131,7 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
 	if err != nil || v < 0 {
-		return &Error{Line: n.Line, Msg: fmt.Sprintf("%q is not a duration; write it like 30s, 5m or 1h", n.Value)}
+		return &Error{Line: n.Line, col: n.Column, Msg: fmt.Sprintf("%q is not a duration; write it like 30s, 5m or 1h", n.Value)}
 	}
 	*d = Duration(v)
 	return nil
@@ -149,12 +149,12 @@ func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
 	case yaml.SequenceNode:
 		var l []string
 		if err := n.Decode(&l); err != nil {
-			return &Error{Line: n.Line, Msg: "expected a list of file names"}
+			return &Error{Line: n.Line, col: n.Column, Msg: "expected a list of file names"}
 		}
 		*s = l
 		return nil
 	}
-	return &Error{Line: n.Line, Msg: "expected a file name or a list of file names"}
+	return &Error{Line: n.Line, col: n.Column, Msg: "expected a file name or a list of file names"}
 }
 
 // Error is a problem in a configuration file, with where it is.
@@ -163,6 +163,10 @@ type Error struct {
 	Line  int
 	Field string
 	Msg   string
+
+	// col is the column of the offending value, set by the value decoders
+	// so that Parse can name the field exactly.
+	col int
 }
 
 func (e *Error) Error() string {
@@ -211,10 +215,24 @@ func Parse(path, abs string, data []byte) (*File, error) {
 		var ce *Error
 		if errors.As(err, &ce) {
 			ce.File = path
-			ce.Field = fieldAtLine(root.Content[0], ce.Line)
+			ce.Field = fieldWhere(root.Content[0], func(_, v *yaml.Node) bool { return v.Line == ce.Line && v.Column == ce.col })
 			return nil, ce
 		}
-		return nil, yamlError(path, err)
+		ye := yamlError(path, err)
+		if ce, ok := ye.(*Error); ok && ce.Line > 0 {
+			// yaml.v3 names only the bare key (unknown field) or nothing
+			// (type mismatch); name the full path like the validator does.
+			match := func(k, v *yaml.Node) bool {
+				return k.Line == ce.Line || (v.Line == ce.Line && v.Kind == yaml.ScalarNode)
+			}
+			if ce.Field != "" {
+				match = func(k, _ *yaml.Node) bool { return k.Line == ce.Line && k.Value == ce.Field }
+			}
+			if f := fieldWhere(root.Content[0], match); f != "" {
+				ce.Field = f
+			}
+		}
+		return nil, ye
 	}
 	v := validator{path: path, root: root.Content[0]}
 	v.file(f)
@@ -397,9 +415,10 @@ func lineOf(n *yaml.Node, path ...string) int {
 	return 0
 }
 
-// fieldAtLine names the dotted path of the key on a line, for errors raised
-// inside a value's decoder.
-func fieldAtLine(n *yaml.Node, line int) string {
+// fieldWhere names the dotted path of the first mapping entry, outermost
+// first, whose key and value nodes match: the field of an error that yaml
+// reports only by position.
+func fieldWhere(n *yaml.Node, match func(k, v *yaml.Node) bool) string {
 	var walk func(n *yaml.Node, prefix []string) string
 	walk = func(n *yaml.Node, prefix []string) string {
 		if n.Kind != yaml.MappingNode {
@@ -408,7 +427,7 @@ func fieldAtLine(n *yaml.Node, line int) string {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
 			p := append(append([]string{}, prefix...), k.Value)
-			if k.Line == line || (val.Line == line && val.Kind == yaml.ScalarNode) {
+			if match(k, val) {
 				return strings.Join(p, ".")
 			}
 			if r := walk(val, p); r != "" {

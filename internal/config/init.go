@@ -84,7 +84,7 @@ func Init(ctx context.Context, o InitOptions) ([]byte, error) {
 	if !nameRE.MatchString(project) {
 		return nil, &Error{File: "gantry.yaml", Field: "project", Msg: fmt.Sprintf("%q is not a valid project name; pass --project with lower case letters, digits, - and _", project)}
 	}
-	po, err := cli.NewProjectOptions([]string{filepath.Join(dir, compose)}, cli.WithWorkingDirectory(dir), cli.WithName(project), cli.WithOsEnv, cli.WithDotEnv)
+	po, err := cli.NewProjectOptions([]string{filepath.Join(dir, compose)}, cli.WithWorkingDirectory(dir), cli.WithName(project), cli.WithOsEnv, cli.WithEnvFiles(), cli.WithDotEnv)
 	if err != nil {
 		return nil, err
 	}

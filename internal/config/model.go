@@ -55,31 +55,33 @@ func (f *File) Resolve(ctx context.Context, envName string) (*Model, error) {
 		}
 		paths = append(paths, p)
 	}
+	// env_files replace the project's .env, as --env-file does for docker
+	// compose; with none, WithEnvFiles() picks up <dir>/.env. WithDotEnv
+	// reads only what WithEnvFiles selected, and never overrides a value
+	// already set, so it runs once, after the selection.
+	var envFiles []string
+	for _, e := range env.EnvFiles {
+		if !filepath.IsAbs(e) {
+			e = filepath.Join(f.Dir, e)
+		}
+		envFiles = append(envFiles, e)
+	}
 	opts := []cli.ProjectOptionsFn{
 		cli.WithWorkingDirectory(f.Dir),
 		cli.WithName(ComposeName(f.Project, envName)),
 		cli.WithOsEnv,
+		cli.WithEnvFiles(envFiles...),
 		cli.WithDotEnv,
 		cli.WithProfiles(env.Profiles),
 		cli.WithResolvedPaths(true),
 	}
-	if len(env.EnvFiles) > 0 {
-		var ef []string
-		for _, e := range env.EnvFiles {
-			if !filepath.IsAbs(e) {
-				e = filepath.Join(f.Dir, e)
-			}
-			ef = append(ef, e)
-		}
-		opts = append(opts, cli.WithEnvFiles(ef...), cli.WithDotEnv)
-	}
 	po, err := cli.NewProjectOptions(paths, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("compose: %w", err)
+		return nil, &Error{File: strings.Join(files, ", "), Msg: "compose: " + err.Error()}
 	}
 	project, err := cli.ProjectFromOptions(ctx, po)
 	if err != nil {
-		return nil, fmt.Errorf("compose file: %w", err)
+		return nil, &Error{File: strings.Join(files, ", "), Msg: "compose file: " + err.Error() + "; `docker compose config` shows the same model"}
 	}
 	for name, ref := range f.Services {
 		svc, ok := project.Services[name]
@@ -142,7 +144,7 @@ func DependencyOrder(p *types.Project) ([]string, error) {
 		case done:
 			return nil
 		case visiting:
-			return fmt.Errorf("compose file: depends_on forms a cycle: %s", strings.Join(append(path, name), " -> "))
+			return &Error{File: "compose file", Field: "services." + name + ".depends_on", Msg: "depends_on forms a cycle: " + strings.Join(append(path, name), " -> ")}
 		}
 		state[name] = visiting
 		svc := p.Services[name]
@@ -154,7 +156,7 @@ func DependencyOrder(p *types.Project) ([]string, error) {
 		for _, d := range deps {
 			if _, ok := p.Services[d]; !ok {
 				if svc.DependsOn[d].Required {
-					return fmt.Errorf("compose file: service %q depends on %q, which is not defined or not enabled by the selected profiles", name, d)
+					return &Error{File: "compose file", Field: "services." + name + ".depends_on", Msg: fmt.Sprintf("%q is not defined, or not enabled by the selected profiles", d)}
 				}
 				continue
 			}

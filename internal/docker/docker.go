@@ -84,6 +84,9 @@ func (r *Runtime) ResolveImage(ctx context.Context, ref string) (runtime.Image, 
 		}
 		ii, err = r.c.ImageInspect(ctx, ref)
 	}
+	if errdefs.IsInvalidArgument(err) {
+		return runtime.Image{}, fmt.Errorf("%w: %q is not a valid image reference: %v", runtime.ErrImageNotFound, ref, err)
+	}
 	if err != nil {
 		return runtime.Image{}, fmt.Errorf("inspect image %s: %w", ref, err)
 	}

@@ -143,7 +143,13 @@ func (g Gate) Wait(ctx context.Context, t Target, events <-chan runtime.Event, e
 			return decide(false, CheckCancelled, time.Now(), "interrupted: %v", context.Cause(ctx))
 		case <-deadline.C:
 			return decide(false, CheckDeadline, time.Now(), "%s", s.deadlineReason(g.Window))
-		case err := <-errs:
+		case err, ok := <-errs:
+			if !ok {
+				// A closed channel is always ready: stop selecting on it,
+				// or the loop spins until the deadline.
+				errs = nil
+				continue
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return decide(false, CheckRunning, time.Now(), "lost the runtime's event stream: %v", err)
 			}

@@ -47,16 +47,22 @@ func newState(g Gate, c runtime.Container) *state {
 			return s
 		}
 	case "exited", "dead":
-		if s.job && c.ExitCode == 0 && !c.OOMKilled {
-			s.pass(now, "job completed with exit code 0")
-			return s
+		at := c.FinishedAt
+		if at.IsZero() {
+			at = now
 		}
-		if c.OOMKilled {
-			s.fail(CheckOOM, now, "killed: out of memory (OOM), exit code %d", c.ExitCode)
+		switch {
+		case c.OOMKilled:
+			s.fail(CheckOOM, at, "killed: out of memory (OOM), exit code %d", c.ExitCode)
 			return s
-		}
-		if !c.FinishedAt.IsZero() && !c.StartedAt.IsZero() {
-			s.fail(CheckExit, now, "exited with code %d", c.ExitCode)
+		case s.job && c.ExitCode == 0:
+			s.pass(at, "job completed with exit code 0")
+			return s
+		case s.job:
+			s.fail(CheckExit, at, "job exited with code %d", c.ExitCode)
+			return s
+		case !c.StartedAt.IsZero():
+			s.fail(CheckExit, at, "exited with code %d", c.ExitCode)
 			return s
 		}
 	case "restarting":

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# bench/run.sh: `make bench`. Times gantry deploy against docker compose up -d --wait
+# on the stacks in bench/stacks, side by side in one run, and prints the ratios,
+# gantry's verdict latency and rollback time against the goals.
+#
+# Environment: GANTRY (gantry binary, default bin/gantry), BENCH_ROUNDS (default 3),
+# BENCH_IMAGE / BENCH_BAD_IMAGE (default gantry-example/app:1.0.0 / :2.0.0-unhealthy),
+# BENCH_SKIP_IMAGES=1 to use images already built. Extra arguments go to gantry-bench
+# (e.g. -compose-only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+GANTRY="${GANTRY:-$PWD/bin/gantry}"
+export GANTRY
+
+bash scripts/ensure-compose.sh
+if [ -z "${BENCH_SKIP_IMAGES:-}" ]; then
+	echo "bench: building the example images (examples/build.sh --all)"
+	bash examples/build.sh --all >/dev/null
+fi
+
+mkdir -p bin
+go build -o bin/gantry-bench ./bench/cmd/gantry-bench
+
+# gantry-bench cleans up after itself, also on Ctrl-C; this catches a kill of it.
+cleanup() { timeout 180 bin/gantry-bench -cleanup >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bin/gantry-bench -dir bench "$@"

@@ -1,0 +1,208 @@
+// Package testenv gives integration tests the real Docker engine, images
+// built FROM scratch from the example app, and cleanup of everything a
+// test created, found by label even when the test fails.
+package testenv
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+)
+
+// LabelTest marks every image a test builds.
+const LabelTest = "io.gantry.test"
+
+// Docker returns a client for the local engine, failing the test with what
+// to do when there is none: integration tests are never skipped silently.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatalf("docker client: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatalf("this test needs a Docker engine and none answers at %s (%v).\n"+
+			"Run `make deps` as root (installs Debian's docker.io and starts dockerd), or start dockerd yourself.", c.DaemonHost(), err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Image modes of the example app (examples/app).
+const (
+	Healthy   = "healthy"
+	Unhealthy = "unhealthy"
+	Crash     = "crash"
+	Slow      = "slow"
+)
+
+var (
+	imagesOnce sync.Once
+	imagesErr  error
+)
+
+// Image returns the reference of a test image of the example app in a mode,
+// version "1.0.0" for healthy and "2.0.0" otherwise, plus "healthy-v2"
+// (version 2.0.0, healthy). The images are built once per test process.
+func Image(t testing.TB, name string) string {
+	t.Helper()
+	c := Docker(t)
+	imagesOnce.Do(func() { imagesErr = buildImages(c) })
+	if imagesErr != nil {
+		t.Fatalf("building test images: %v", imagesErr)
+	}
+	return "gantry-test/app:" + name
+}
+
+// RepoRoot finds the module root from the test's working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func buildImages(c *client.Client) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "gantry-testimg")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	builds := []struct{ tag, version, mode string }{
+		{Healthy, "1.0.0", Healthy},
+		{"healthy-v2", "2.0.0", Healthy},
+		{Unhealthy, "2.0.0", Unhealthy},
+		{Crash, "2.0.0", Crash},
+		{Slow, "2.0.0", Slow},
+	}
+	for _, b := range builds {
+		bin := filepath.Join(tmp, "app-"+b.tag)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", fmt.Sprintf("-s -w -X main.version=%s -X main.mode=%s", b.version, b.mode), "-o", bin, "./examples/app")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build examples/app: %v\n%s", err, out)
+		}
+		dockerfile, err := os.ReadFile(filepath.Join(root, "examples", "Dockerfile"))
+		if err != nil {
+			return err
+		}
+		app, err := os.ReadFile(bin)
+		if err != nil {
+			return err
+		}
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		mod := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+		tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), ModTime: mod})
+		tw.Write(dockerfile)
+		tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: int64(len(app)), ModTime: mod})
+		tw.Write(app)
+		tw.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mod})
+		tw.Close()
+		resp, err := c.ImageBuild(context.Background(), &buf, types.ImageBuildOptions{
+			Tags: []string{"gantry-test/app:" + b.tag}, Labels: map[string]string{LabelTest: "1"},
+			Remove: true, ForceRemove: true, Version: types.BuilderV1,
+		})
+		if err != nil {
+			return fmt.Errorf("build image %s: %w", b.tag, err)
+		}
+		err = readBuild(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("build image %s: %w", b.tag, err)
+		}
+	}
+	return nil
+}
+
+func readBuild(r io.Reader) error {
+	dec := json.NewDecoder(r)
+	for {
+		var m struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if m.Error != "" {
+			return errors.New(m.Error)
+		}
+	}
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+// Project returns a project name unique to this test run, and removes at
+// the end of the test every container, network and volume labelled with it.
+func Project(t testing.TB, base string) string {
+	t.Helper()
+	c := Docker(t)
+	seq.Lock()
+	seq.n++
+	n := seq.n
+	seq.Unlock()
+	name := strings.ToLower(fmt.Sprintf("gt%d-%s-%d", os.Getpid()%100000, base, n))
+	t.Cleanup(func() { RemoveProject(c, name) })
+	return name
+}
+
+// RemoveProject removes everything gantry created for a project.
+func RemoveProject(c *client.Client, project string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := filters.NewArgs(filters.Arg("label", "io.gantry.project="+project))
+	cs, _ := c.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	for _, ct := range cs {
+		c.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true})
+	}
+	ns, _ := c.NetworkList(ctx, network.ListOptions{Filters: f})
+	for _, n := range ns {
+		c.NetworkRemove(ctx, n.ID)
+	}
+	vs, _ := c.VolumeList(ctx, volume.ListOptions{Filters: f})
+	for _, v := range vs.Volumes {
+		c.VolumeRemove(ctx, v.Name, true)
+	}
+}
