@@ -13,6 +13,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/config"
@@ -284,18 +285,52 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if err != nil {
 		return fail(&Failure{Check: "prepare", Reason: err.Error()}, err)
 	}
-	for _, name := range plan.Order {
-		svc := plan.Services[name]
-		a, sr, f, err := e.applyService(ctx, d, plan, svc, existing, pol)
-		if a != nil {
-			done = append(done, *a)
+	// Services of one tier depend on none of each other: they start
+	// together, as compose does, and the next tier waits for all of them.
+	for _, tier := range Tiers(plan) {
+		type outcome struct {
+			a   *applied
+			sr  ServiceResult
+			f   *Failure
+			err error
 		}
-		res.Services = append(res.Services, sr)
-		if f != nil || err != nil {
-			if f == nil {
-				f = &Failure{Service: name, Check: "apply", Reason: err.Error()}
+		outs := make([]outcome, len(tier))
+		// The first service to fail stops its siblings' gates: the
+		// release is lost anyway, and the rollback should not wait.
+		tierCtx, cancelTier := context.WithCancel(ctx)
+		var mu sync.Mutex
+		first := -1
+		var wg sync.WaitGroup
+		for i, name := range tier {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := &outs[i]
+				o.a, o.sr, o.f, o.err = e.applyService(tierCtx, d, plan, plan.Services[name], existing, pol)
+				if o.f != nil || o.err != nil {
+					mu.Lock()
+					if first < 0 {
+						first = i
+						cancelTier()
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		cancelTier()
+		for _, o := range outs {
+			if o.a != nil {
+				done = append(done, *o.a)
 			}
-			return fail(f, err)
+			res.Services = append(res.Services, o.sr)
+		}
+		if first >= 0 {
+			o := outs[first]
+			if o.f == nil {
+				o.f = &Failure{Service: tier[first], Check: "apply", Reason: o.err.Error()}
+			}
+			return fail(o.f, o.err)
 		}
 	}
 	if err := e.store.Transition(ctx, d.ID, store.Verifying, ""); err != nil {
@@ -352,7 +387,7 @@ func (e *Engine) applyService(ctx context.Context, d *store.Deployment, plan *ru
 		if svc.Job || len(olds) == 0 {
 			return nil
 		}
-		if err := e.store.AddStep(ctx, d.ID, svc.Name, "stop-old", strings.Join(olds, ",")); err != nil {
+		if err := e.step(ctx, d.ID, svc.Name, "stop-old", strings.Join(olds, ",")); err != nil {
 			return err
 		}
 		e.report.Service(svc.Name, "stopping old", "")
@@ -369,7 +404,7 @@ func (e *Engine) applyService(ctx context.Context, d *store.Deployment, plan *ru
 			return a, sr, nil, err
 		}
 	}
-	if err := e.store.AddStep(ctx, d.ID, svc.Name, "create", svc.ImageRef); err != nil {
+	if err := e.step(ctx, d.ID, svc.Name, "create", svc.ImageRef); err != nil {
 		return a, sr, nil, err
 	}
 	e.report.Service(svc.Name, "creating", svc.ImageRef)
@@ -388,7 +423,7 @@ func (e *Engine) applyService(ctx context.Context, d *store.Deployment, plan *ru
 	gateCtx, cancelWatch := context.WithCancel(ctx)
 	defer cancelWatch()
 	events, errs := e.rt.Watch(gateCtx, c.ID)
-	if err := e.store.AddStep(ctx, d.ID, svc.Name, "start", c.ID); err != nil {
+	if err := e.step(ctx, d.ID, svc.Name, "start", c.ID); err != nil {
 		return a, sr, nil, err
 	}
 	e.report.Service(svc.Name, "starting", c.Name)
@@ -412,7 +447,7 @@ func (e *Engine) applyService(ctx context.Context, d *store.Deployment, plan *ru
 	sr.GateSeconds = time.Since(gstart).Seconds()
 	sr.VerdictLatencySeconds = v.Latency().Seconds()
 	sr.Healthy, sr.Check, sr.Reason = v.Healthy, string(v.Check), v.Reason
-	if err := e.store.AddStep(context.WithoutCancel(ctx), d.ID, svc.Name, "verdict", fmt.Sprintf("healthy=%t %s: %s", v.Healthy, v.Check, v.Reason)); err != nil {
+	if err := e.step(context.WithoutCancel(ctx), d.ID, svc.Name, "verdict", fmt.Sprintf("healthy=%t %s: %s", v.Healthy, v.Check, v.Reason)); err != nil {
 		return a, sr, nil, err
 	}
 	if !v.Healthy {
@@ -462,7 +497,7 @@ func (e *Engine) rollbackFailed(ctx context.Context, d *store.Deployment, plan *
 	var restarted []applied
 	for i := len(done) - 1; i >= 0; i-- {
 		a := done[i]
-		e.store.AddStep(ctx, d.ID, a.service, "rollback", a.newID)
+		e.step(ctx, d.ID, a.service, "rollback", a.newID)
 		if a.newID != "" {
 			if err := e.rt.Remove(ctx, a.newID); err != nil {
 				errs = append(errs, err)
@@ -567,4 +602,31 @@ func (e *Engine) prune(ctx context.Context, project, env string, keep int) error
 		}
 	}
 	return nil
+}
+
+// Tiers groups a plan's services by dependency depth: every service comes
+// in a later tier than all it depends on; each tier keeps plan order.
+func Tiers(plan *runtime.Plan) [][]string {
+	depth := map[string]int{}
+	var tiers [][]string
+	for _, name := range plan.Order { // dependencies come first in Order
+		d := 0
+		for dep := range plan.Services[name].Config.DependsOn {
+			if dd, ok := depth[dep]; ok && dd+1 > d {
+				d = dd + 1
+			}
+		}
+		depth[name] = d
+		for len(tiers) <= d {
+			tiers = append(tiers, nil)
+		}
+		tiers[d] = append(tiers[d], name)
+	}
+	return tiers
+}
+
+// step records a step of a deployment before it is taken, and logs it.
+func (e *Engine) step(ctx context.Context, id int64, service, phase, detail string) error {
+	e.log.Info("step", "deployment", id, "service", service, "phase", phase, "detail", detail)
+	return e.store.AddStep(ctx, id, service, phase, detail)
 }
