@@ -61,10 +61,15 @@ func (f *File) Resolve(ctx context.Context, envName string) (*Model, error) {
 	// already set, so it runs once, after the selection.
 	var envFiles []string
 	for _, e := range env.EnvFiles {
-		if !filepath.IsAbs(e) {
-			e = filepath.Join(f.Dir, e)
+		p := e
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(f.Dir, e)
 		}
-		envFiles = append(envFiles, e)
+		if _, err := os.Stat(p); err != nil {
+			return nil, &Error{File: filepath.Base(f.Path), Field: "environments." + envName + ".env_files",
+				Msg: fmt.Sprintf("env file %s not found; create it or fix the path (relative to %s)", e, f.Dir)}
+		}
+		envFiles = append(envFiles, p)
 	}
 	opts := []cli.ProjectOptionsFn{
 		cli.WithWorkingDirectory(f.Dir),

@@ -1,0 +1,406 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLoadFixtures loads every testdata/{good,bad}.*.yaml: good ones must
+// load, bad ones must fail with a *Error that points at the line and field
+// and says what is allowed. A fixture without a row in the table fails the
+// test, so a new fixture cannot be forgotten.
+func TestLoadFixtures(t *testing.T) {
+	tests := map[string]struct {
+		line  int
+		field string
+		msg   []string // substrings of Error.Msg
+	}{
+		"good.minimal.yaml": {},
+		"good.full.yaml":    {},
+
+		"bad.unknown-field.yaml": {line: 4, field: "environments.staging.helth",
+			msg: []string{"unknown field in environment", "allowed: host, compose_files, profiles, env_files, strategy, keep_releases, health"}},
+		"bad.unknown-top-field.yaml": {line: 2, field: "enviroments",
+			msg: []string{"unknown field in file", "allowed: project, compose, services, environments"}},
+		"bad.window.yaml": {line: 5, field: "environments.staging.health.window",
+			msg: []string{`"5 minutes" is not a duration`, "30s, 5m or 1h"}},
+		"bad.negative-min-healthy.yaml": {line: 5, field: "environments.staging.health.min_healthy",
+			msg: []string{`"-10s" is not a duration`}},
+		"bad.strategy.yaml": {line: 4, field: "environments.staging.strategy",
+			msg: []string{`"blue-green" is not a strategy`, "auto, start-first, stop-first"}},
+		"bad.probe-two-kinds.yaml": {line: 6, field: "environments.staging.health.probes.web",
+			msg: []string{"exactly one of http, tcp or exec"}},
+		"bad.probe-no-kind.yaml": {line: 6, field: "environments.staging.health.probes.web",
+			msg: []string{"exactly one of http, tcp or exec"}},
+		"bad.probe-http-port.yaml": {line: 8, field: "environments.staging.health.probes.web.http.port",
+			msg: []string{"http probe needs the container port", "port: 8080"}},
+		"bad.probe-tcp-port.yaml": {line: 7, field: "environments.staging.health.probes.db.tcp.port",
+			msg: []string{"tcp probe needs the container port"}},
+		"bad.probe-path.yaml": {line: 9, field: "environments.staging.health.probes.web.http.path",
+			msg: []string{"must start with /"}},
+		"bad.probe-exec-empty.yaml": {line: 8, field: "environments.staging.health.probes.worker.exec.command",
+			msg: []string{"exec probe needs a command"}},
+		"bad.min-healthy-over-window.yaml": {line: 6, field: "environments.staging.health.min_healthy",
+			msg: []string{"min_healthy (1m0s) must be shorter than the health window (30s)"}},
+		// min_healthy is not written, so there is no line; the message names
+		// the default that clashes.
+		"bad.default-min-healthy-over-window.yaml": {line: 0, field: "environments.staging.health.min_healthy",
+			msg: []string{"min_healthy (10s) must be shorter than the health window (5s)"}},
+		"bad.not-yaml.yaml": {line: 2, field: "",
+			msg: []string{"not valid YAML"}},
+		"bad.no-project.yaml": {line: 0, field: "project",
+			msg: []string{"missing", "project: shop"}},
+		"bad.project-name.yaml": {line: 1, field: "project",
+			msg: []string{`"My Shop" is not a valid name`, "lower case letters, digits, - and _"}},
+		"bad.no-environments.yaml": {line: 0, field: "environments",
+			msg: []string{"no environments", "staging:"}},
+		"bad.env-name.yaml": {line: 3, field: "environments.Staging",
+			msg: []string{"lower case letters, digits, - and _"}},
+		"bad.host.yaml": {line: 4, field: "environments.staging.host",
+			msg: []string{`"docker.example.com:2376" is not a Docker host`, "unix:///var/run/docker.sock", "tcp://host:2376", "ssh://user@host"}},
+		"bad.keep-releases.yaml": {line: 4, field: "environments.staging.keep_releases",
+			msg: []string{"between 0 and 50"}},
+		"bad.keep-releases-type.yaml": {line: 4, field: "environments.staging.keep_releases",
+			msg: []string{"cannot unmarshal", "into int"}},
+		"bad.compose-type.yaml": {line: 3, field: "compose",
+			msg: []string{"a file name or a list of file names"}},
+		"bad.compose-files-type.yaml": {line: 5, field: "environments.staging.compose_files",
+			msg: []string{"a list of file names"}},
+		"bad.image.yaml": {line: 4, field: "services.web.image",
+			msg: []string{`"shop web" is not an image reference`}},
+		"bad.empty.yaml": {line: 0, field: "",
+			msg: []string{"empty", "project:", "environments:"}},
+		"bad.top-level-list.yaml": {line: 1, field: "",
+			msg: []string{"cannot unmarshal !!seq into File"}},
+		"bad.duplicate-key.yaml": {line: 5, field: "environments.staging.strategy",
+			msg: []string{`"strategy" already defined at line 4`}},
+	}
+
+	good, err := filepath.Glob(filepath.Join("testdata", "good.*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := filepath.Glob(filepath.Join("testdata", "bad.*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := append(good, bad...)
+	seen := map[string]bool{}
+	for _, path := range files {
+		name := filepath.Base(path)
+		seen[name] = true
+		t.Run(name, func(t *testing.T) {
+			want, ok := tests[name]
+			if !ok {
+				t.Fatalf("fixture %s has no row in the test table", name)
+			}
+			f, err := Load(path)
+			if strings.HasPrefix(name, "good.") {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				if f == nil {
+					t.Fatal("Load returned nil file and nil error")
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Load succeeded; want an error")
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is a %T; want *config.Error", err, err)
+			}
+			if ce.File != path {
+				t.Errorf("File = %q, want %q", ce.File, path)
+			}
+			if ce.Line != want.line {
+				t.Errorf("Line = %d, want %d (%v)", ce.Line, want.line, err)
+			}
+			if ce.Field != want.field {
+				t.Errorf("Field = %q, want %q (%v)", ce.Field, want.field, err)
+			}
+			for _, sub := range want.msg {
+				if !strings.Contains(ce.Msg, sub) {
+					t.Errorf("Msg = %q; want it to contain %q", ce.Msg, sub)
+				}
+			}
+		})
+	}
+	for name := range tests {
+		if !seen[name] {
+			t.Errorf("table row %s has no fixture in testdata/", name)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "good.minimal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string(f.Compose); len(got) != 1 || got[0] != "compose.yaml" {
+		t.Errorf("Compose = %q, want [compose.yaml]", got)
+	}
+	abs, _ := filepath.Abs("testdata")
+	if f.Dir != abs {
+		t.Errorf("Dir = %q, want %q", f.Dir, abs)
+	}
+	e, err := f.Env("staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name != "staging" {
+		t.Errorf("Name = %q, want staging", e.Name)
+	}
+	if e.Health.Window.D() != 5*time.Minute {
+		t.Errorf("Window = %s, want 5m", e.Health.Window.D())
+	}
+	if e.Health.MinHealthy.D() != 10*time.Second {
+		t.Errorf("MinHealthy = %s, want 10s", e.Health.MinHealthy.D())
+	}
+	if e.Keep() != 2 {
+		t.Errorf("Keep() = %d, want 2", e.Keep())
+	}
+	if e.Strategy != StrategyAuto {
+		t.Errorf("Strategy = %q, want auto", e.Strategy)
+	}
+	if e.Host != "" {
+		t.Errorf("Host = %q, want empty (DOCKER_HOST or the local socket)", e.Host)
+	}
+}
+
+func TestFullFile(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "good.full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Project != "shop_2" {
+		t.Errorf("Project = %q", f.Project)
+	}
+	if got := strings.Join(f.Compose, ","); got != "compose.yaml,compose.override.yaml" {
+		t.Errorf("Compose = %s", got)
+	}
+	if f.Services["web"].Image != "registry.example.com/shop/web:1.4.2" || !f.Services["migrate"].Job {
+		t.Errorf("Services = %+v", f.Services)
+	}
+	if got := f.EnvNames(); strings.Join(got, ",") != "production,staging" {
+		t.Errorf("EnvNames = %v, want [production staging]", got)
+	}
+
+	st := f.Environments["staging"]
+	if st.Host != "ssh://deploy@staging.example.com" || st.Strategy != StrategyStartFirst || st.Keep() != 5 {
+		t.Errorf("staging = host %q strategy %q keep %d", st.Host, st.Strategy, st.Keep())
+	}
+	if strings.Join(st.Profiles, ",") != "debug" || strings.Join(st.EnvFiles, ",") != "staging.env" {
+		t.Errorf("staging profiles %v env_files %v", st.Profiles, st.EnvFiles)
+	}
+	if st.Health.Window.D() != 2*time.Minute {
+		t.Errorf("staging window = %s", st.Health.Window.D())
+	}
+	// An explicit 0s is kept, not replaced by the default.
+	if st.Health.MinHealthy != 0 {
+		t.Errorf("staging min_healthy = %s, want 0s as written", st.Health.MinHealthy.D())
+	}
+	probes := st.Health.Probes
+	web := probes["web"]
+	if web.HTTP == nil || web.HTTP.Port != 8080 || web.HTTP.Path != "/" || web.HTTP.Status != 200 {
+		t.Errorf("web probe = %+v; want port 8080 and the defaults path / and status 200", web.HTTP)
+	}
+	if web.Interval.D() != DefaultProbeEvery || web.Timeout.D() != DefaultProbeTimeout {
+		t.Errorf("web probe interval %s timeout %s; want defaults %s, %s", web.Interval.D(), web.Timeout.D(), DefaultProbeEvery, DefaultProbeTimeout)
+	}
+	db := probes["db"]
+	if db.TCP == nil || db.TCP.Port != 5432 || db.Interval.D() != 5*time.Second || db.Timeout.D() != 500*time.Millisecond {
+		t.Errorf("db probe = %+v", db)
+	}
+	if w := probes["worker"]; w.Exec == nil || strings.Join(w.Exec.Command, " ") != "/app/worker check" {
+		t.Errorf("worker probe = %+v", w)
+	}
+
+	pr := f.Environments["production"]
+	if pr.Host != "tcp://prod.example.com:2376" || pr.Strategy != StrategyStopFirst || pr.Keep() != 0 {
+		t.Errorf("production = host %q strategy %q keep %d", pr.Host, pr.Strategy, pr.Keep())
+	}
+	if strings.Join(pr.ComposeFiles, ",") != "compose.yaml" {
+		t.Errorf("production compose_files = %v (a single string is a one-element list)", pr.ComposeFiles)
+	}
+	if pr.Health.Window.D() != 90*time.Minute || pr.Health.MinHealthy.D() != 30*time.Second {
+		t.Errorf("production health = %s / %s", pr.Health.Window.D(), pr.Health.MinHealthy.D())
+	}
+	if h := pr.Health.Probes["web"].HTTP; h == nil || h.Path != "/healthz" || h.Status != 204 || h.Port != 8443 {
+		t.Errorf("production web probe = %+v", h)
+	}
+}
+
+func TestEnvUnknown(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "good.full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Env("prod")
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Env(prod) error = %v (%T), want *Error", err, err)
+	}
+	if ce.Field != "environments" || !strings.Contains(ce.Msg, `no environment "prod"; known: production, staging`) {
+		t.Errorf("Env(prod) = %v", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gantry.yaml")
+	_, err := Load(path)
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Load(missing) = %v (%T), want *Error", err, err)
+	}
+	if ce.File != path || !strings.Contains(ce.Msg, "gantry init") {
+		t.Errorf("Load(missing) = %v; want the path and a hint to run gantry init", err)
+	}
+}
+
+// TestComposeDefaultDiscovery checks that without `compose:` Parse picks the
+// compose file that exists in the directory, in docker compose's order.
+func TestComposeDefaultDiscovery(t *testing.T) {
+	for _, tc := range []struct {
+		files []string
+		want  string
+	}{
+		{nil, "compose.yaml"},
+		{[]string{"docker-compose.yml"}, "docker-compose.yml"},
+		{[]string{"docker-compose.yml", "compose.yml"}, "compose.yml"},
+		{[]string{"docker-compose.yaml", "compose.yaml"}, "compose.yaml"},
+	} {
+		dir := t.TempDir()
+		for _, name := range tc.files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("services: {}\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(dir, "gantry.yaml")
+		f, err := Parse("gantry.yaml", path, []byte("project: shop\nenvironments: {staging: }\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(f.Compose, ","); got != tc.want {
+			t.Errorf("with %v: Compose = %s, want %s", tc.files, got, tc.want)
+		}
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	for _, tc := range []struct {
+		err  Error
+		want string
+	}{
+		{Error{File: "gantry.yaml", Line: 4, Field: "environments.staging.strategy", Msg: "bad"}, "gantry.yaml:4: environments.staging.strategy: bad"},
+		{Error{File: "gantry.yaml", Field: "project", Msg: "missing"}, "gantry.yaml: project: missing"},
+		{Error{File: "gantry.yaml", Msg: "empty"}, "gantry.yaml: empty"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestDurationJSON(t *testing.T) {
+	b, err := json.Marshal(struct{ W Duration }{Duration(90 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"W":"1m30s"}` {
+		t.Errorf("json = %s", b)
+	}
+}
+
+func TestProbeString(t *testing.T) {
+	for _, tc := range []struct {
+		p    Probe
+		want string
+	}{
+		{Probe{HTTP: &HTTPProbe{Port: 8080, Path: "/healthz", Status: 200}}, "http GET :8080/healthz expects 200"},
+		{Probe{TCP: &TCPProbe{Port: 5432}}, "tcp :5432"},
+		{Probe{Exec: &ExecProbe{Command: []string{"pg_isready", "-q"}}}, "exec pg_isready -q"},
+		{Probe{}, "none"},
+	} {
+		if got := ProbeString(tc.p); got != tc.want {
+			t.Errorf("ProbeString = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// FuzzParse checks that Parse never panics, that every error it returns is
+// a *Error, and that what it accepts is valid by the rules it enforces.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	more, _ := filepath.Glob(filepath.Join("testdata", "project", "*.yaml"))
+	for _, p := range append(files, more...) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("project: a\nenvironments: {s: {health: {window: 1s, min_healthy: 0s}}}"))
+	f.Add([]byte("project: a\nenvironments: &e {s: *e}"))
+	f.Add([]byte("---\n---\n"))
+	dir := f.TempDir()
+	abs := filepath.Join(dir, "gantry.yaml")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := Parse("gantry.yaml", abs, data)
+		if err != nil {
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error %v is a %T; want *config.Error", err, err)
+			}
+			if file != nil {
+				t.Fatal("Parse returned a file and an error")
+			}
+			_ = err.Error()
+			return
+		}
+		if !nameRE.MatchString(file.Project) {
+			t.Fatalf("accepted project name %q", file.Project)
+		}
+		if len(file.Environments) == 0 || len(file.Compose) == 0 {
+			t.Fatalf("accepted a file without environments or compose files: %+v", file)
+		}
+		for name, e := range file.Environments {
+			if e == nil || e.Name != name || !nameRE.MatchString(name) {
+				t.Fatalf("environment %q = %+v", name, e)
+			}
+			if e.Health.Window <= 0 || e.Health.MinHealthy < 0 || e.Health.MinHealthy >= e.Health.Window {
+				t.Fatalf("environment %s: window %s, min_healthy %s", name, e.Health.Window.D(), e.Health.MinHealthy.D())
+			}
+			if !contains(strategies, e.Strategy) {
+				t.Fatalf("environment %s: strategy %q", name, e.Strategy)
+			}
+			if k := e.Keep(); k < 0 || k > 50 {
+				t.Fatalf("environment %s: keep_releases %d", name, k)
+			}
+			for svc, p := range e.Health.Probes {
+				n := 0
+				if p.HTTP != nil {
+					n++
+					if p.HTTP.Status == 0 || !strings.HasPrefix(p.HTTP.Path, "/") {
+						t.Fatalf("probe %s: http %+v", svc, p.HTTP)
+					}
+				}
+				if p.TCP != nil {
+					n++
+				}
+				if p.Exec != nil {
+					n++
+				}
+				if n != 1 || p.Interval <= 0 || p.Timeout <= 0 {
+					t.Fatalf("probe %s accepted: %+v", svc, p)
+				}
+			}
+		}
+	})
+}
