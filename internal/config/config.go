@@ -338,6 +338,9 @@ func (v *validator) env(e *Environment) {
 	}
 	h := &e.Health
 	if h.Window == 0 {
+		if lineOf(v.root, at("health", "window")...) != 0 {
+			v.fail("the health window must be longer than 0; leave it out for the default of 5m", at("health", "window")...)
+		}
 		h.Window = Duration(DefaultWindow)
 	}
 	if lineOf(v.root, at("health", "min_healthy")...) == 0 {

@@ -29,6 +29,8 @@ func TestLoadFixtures(t *testing.T) {
 			msg: []string{"unknown field in file", "allowed: project, compose, services, environments"}},
 		"bad.window.yaml": {line: 5, field: "environments.staging.health.window",
 			msg: []string{`"5 minutes" is not a duration`, "30s, 5m or 1h"}},
+		"bad.window-zero.yaml": {line: 5, field: "environments.staging.health.window",
+			msg: []string{"longer than 0", "default of 5m"}},
 		"bad.negative-min-healthy.yaml": {line: 5, field: "environments.staging.health.min_healthy",
 			msg: []string{`"-10s" is not a duration`}},
 		"bad.strategy.yaml": {line: 4, field: "environments.staging.strategy",

@@ -193,12 +193,21 @@ func (m *Model) Strategy(service string) Strategy {
 	case StrategyStopFirst, StrategyStartFirst:
 		return m.Env.Strategy
 	}
-	for _, p := range m.Compose.Services[service].Ports {
-		if p.Published != "" && p.Published != "0" && !strings.Contains(p.Published, "-") {
-			return StrategyStopFirst
-		}
+	if m.FixedHostPort(service) {
+		return StrategyStopFirst
 	}
 	return StrategyStartFirst
+}
+
+// FixedHostPort says whether a service publishes a port on a fixed host
+// port, which its old and new containers cannot bind at the same time.
+func (m *Model) FixedHostPort(service string) bool {
+	for _, p := range m.Compose.Services[service].Ports {
+		if p.Published != "" && p.Published != "0" && !strings.Contains(p.Published, "-") {
+			return true
+		}
+	}
+	return false
 }
 
 // ProbeString describes a probe in one line.

@@ -267,6 +267,17 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if prev != nil {
 		res.Previous = prev.Release
 	}
+	// Losing the lock (this gantry was paused so long that another took
+	// over) stops the work as Ctrl-C does.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel(errors.New("another gantry took over the environment's lock"))
+		case <-ctx.Done():
+		}
+	}()
 	if err := lock.SetDeployment(ctx, d.ID); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -52,6 +53,8 @@ type Lock struct {
 	token   string
 	stop    chan struct{}
 	done    chan struct{}
+	lost    chan struct{}
+	once    sync.Once
 	// Stale is the holder whose abandoned lock this one replaced, if any:
 	// its work must be recovered before anything else.
 	Stale *Holder
@@ -64,7 +67,7 @@ func (s *Store) Acquire(ctx context.Context, project, env, purpose string) (*Loc
 	host, _ := os.Hostname()
 	b := make([]byte, 16)
 	rand.Read(b)
-	l := &Lock{s: s, project: project, env: env, token: hex.EncodeToString(b), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Lock{s: s, project: project, env: env, token: hex.EncodeToString(b), stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -122,7 +125,16 @@ func (l *Lock) beat() {
 		case <-l.stop:
 			return
 		case <-t.C:
-			l.s.db.Exec(`UPDATE locks SET heartbeat_at=? WHERE project=? AND env=? AND token=?`, now(), l.project, l.env, l.token)
+			res, err := l.s.db.Exec(`UPDATE locks SET heartbeat_at=? WHERE project=? AND env=? AND token=?`, now(), l.project, l.env, l.token)
+			if err != nil {
+				continue // a busy database; the next beat retries
+			}
+			if n, err := res.RowsAffected(); err == nil && n == 0 {
+				// Another gantry took the lock over (this one was paused
+				// past StaleAfter): stop working on the environment.
+				close(l.lost)
+				return
+			}
 		}
 	}
 }
@@ -133,10 +145,17 @@ func (l *Lock) SetDeployment(ctx context.Context, id int64) error {
 	return err
 }
 
-// Release gives the lock up.
+// Lost is closed when another gantry took the lock over: the holder must
+// stop acting on the environment.
+func (l *Lock) Lost() <-chan struct{} { return l.lost }
+
+// Release gives the lock up. Releasing twice is harmless.
 func (l *Lock) Release() error {
-	close(l.stop)
-	<-l.done
-	_, err := l.s.db.Exec(`DELETE FROM locks WHERE project=? AND env=? AND token=?`, l.project, l.env, l.token)
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+		_, err = l.s.db.Exec(`DELETE FROM locks WHERE project=? AND env=? AND token=?`, l.project, l.env, l.token)
+	})
 	return err
 }

@@ -215,3 +215,29 @@ func TestLockRace(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLockLostWhenTakenOver(t *testing.T) {
+	s := open(t, t.TempDir())
+	l := acquire(t, s, "staging")
+	defer l.Release()
+	// Another gantry took the lock over while this one was paused.
+	if _, err := s.db.Exec(`UPDATE locks SET token='other' WHERE env='staging'`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+	case <-time.After(3 * Heartbeat):
+		t.Fatal("the holder was not told that it lost the lock")
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatalf("a second release: %v", err)
+	}
+	var token string
+	s.db.QueryRow(`SELECT token FROM locks WHERE env='staging'`).Scan(&token)
+	if token != "other" {
+		t.Fatalf("releasing a lost lock removed the new holder's lock (token %q)", token)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -93,6 +94,9 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("state directory %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("state directory %s: the path may not contain ? or #; choose another --state-dir", dir)
+	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
