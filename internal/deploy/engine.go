@@ -361,11 +361,8 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 			return fail(&Failure{Service: a.service, Check: "verify", Reason: why, Logs: e.logs(ctx, a.newID)}, nil)
 		}
 	}
-	if err := e.store.Transition(ctx, d.ID, store.Succeeded, "all services healthy"); err != nil {
-		return nil, err
-	}
-	if err := e.store.SetServing(ctx, d.Project, d.Env, d.ID); err != nil {
-		return nil, err
+	if err := e.store.Succeed(ctx, d, "all services healthy"); err != nil {
+		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
 	res.State = store.Succeeded
 	res.DurationSeconds = time.Since(start).Seconds()

@@ -79,7 +79,9 @@ func (r *Runtime) ResolveImage(ctx context.Context, ref string) (runtime.Image, 
 		if perr != nil {
 			return runtime.Image{}, fmt.Errorf("%w: %s is not on %s and pulling it failed: %v; build it, or check the name and that the registry is reachable", runtime.ErrImageNotFound, ref, r.host, perr)
 		}
-		if perr = drainPull(rc); perr != nil {
+		perr = DrainStream(rc)
+		rc.Close()
+		if perr != nil {
 			return runtime.Image{}, fmt.Errorf("%w: pulling %s: %v", runtime.ErrImageNotFound, ref, perr)
 		}
 		ii, err = r.c.ImageInspect(ctx, ref)
@@ -102,9 +104,9 @@ func (r *Runtime) ResolveImage(ctx context.Context, ref string) (runtime.Image, 
 	return img, nil
 }
 
-// drainPull reads a pull's progress stream and returns the error it reports.
-func drainPull(rc io.ReadCloser) error {
-	defer rc.Close()
+// DrainStream reads a pull's or a build's JSON progress stream to its end
+// and returns the error the stream reports, if any.
+func DrainStream(rc io.Reader) error {
 	dec := json.NewDecoder(rc)
 	for {
 		var m struct {

@@ -190,11 +190,33 @@ func (s *Store) Create(ctx context.Context, d *Deployment) error {
 // Transition moves a deployment to a new state, if the state machine allows
 // it, and records why. It is committed before it returns.
 func (s *Store) Transition(ctx context.Context, id int64, to State, reason string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return transition(ctx, tx, id, to, reason) })
+}
+
+// Succeed moves a deployment to succeeded and makes it the one serving its
+// environment, in one transaction: a crash cannot separate the two.
+func (s *Store) Succeed(ctx context.Context, d *Deployment, reason string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := transition(ctx, tx, d.ID, Succeeded, reason); err != nil {
+			return err
+		}
+		return setServing(ctx, tx, d.Project, d.Env, d.ID)
+	})
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func transition(ctx context.Context, tx *sql.Tx, id int64, to State, reason string) error {
 	var from State
 	if err := tx.QueryRowContext(ctx, `SELECT state FROM deployments WHERE id=?`, id).Scan(&from); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -214,11 +236,9 @@ func (s *Store) Transition(ctx context.Context, id int64, to State, reason strin
 		to, reason, reason, t, finished, id); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO transitions (deployment_id, from_state, to_state, reason, at) VALUES (?,?,?,?,?)`,
-		id, from, to, reason, t); err != nil {
-		return err
-	}
-	return tx.Commit()
+	_, err := tx.ExecContext(ctx, `INSERT INTO transitions (deployment_id, from_state, to_state, reason, at) VALUES (?,?,?,?,?)`,
+		id, from, to, reason, t)
+	return err
 }
 
 // SetResult stores the outcome details (per-service verdicts and timings).
@@ -323,7 +343,11 @@ func (s *Store) Serving(ctx context.Context, project, env string) (*Deployment, 
 
 // SetServing records which deployment serves env.
 func (s *Store) SetServing(ctx context.Context, project, env string, id int64) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO serving (project, env, deployment_id, since) VALUES (?,?,?,?)
+	return s.inTx(ctx, func(tx *sql.Tx) error { return setServing(ctx, tx, project, env, id) })
+}
+
+func setServing(ctx context.Context, tx *sql.Tx, project, env string, id int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO serving (project, env, deployment_id, since) VALUES (?,?,?,?)
 		ON CONFLICT(project, env) DO UPDATE SET deployment_id=excluded.deployment_id, since=excluded.since`, project, env, id, now())
 	return err
 }

@@ -7,10 +7,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +24,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+
+	"github.com/gantryhq/gantry/internal/docker"
 )
 
 // LabelTest marks every image a test builds.
@@ -142,31 +142,13 @@ func buildImages(c *client.Client) error {
 		if err != nil {
 			return fmt.Errorf("build image %s: %w", b.tag, err)
 		}
-		err = readBuild(resp.Body)
+		err = docker.DrainStream(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			return fmt.Errorf("build image %s: %w", b.tag, err)
 		}
 	}
 	return nil
-}
-
-func readBuild(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var m struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		if m.Error != "" {
-			return errors.New(m.Error)
-		}
-	}
 }
 
 var seq struct {
