@@ -309,3 +309,5 @@ func readFile(t *testing.T, p *project, id, path string) string {
 	}
 	return string(b)
 }
+
+func mkdir(path string) error { return os.MkdirAll(path, 0o755) }
