@@ -5,8 +5,10 @@
 #   2. deploy release 1.0.0 of examples/hello to staging: healthy, it succeeds
 #   3. deploy release 2.0.0 whose health check fails: gantry must exit non-zero
 #      and roll back by itself, and 1.0.0 must still be serving
-#   4. show `gantry status` and `gantry history`
-#   5. print a summary
+#   4. kill -9 gantry in the middle of a deploy; the next command recovers
+#   5. deploy the multi-service examples/shop stack (a job, a secret, a volume)
+#   6. show `gantry status` and `gantry history`
+#   7. print a summary
 #
 # Run it from anywhere; GANTRY is the gantry binary (default ./bin/gantry,
 # relative to the current directory). `examples/demo.sh --clean` only removes
@@ -31,7 +33,7 @@ esac
 # ---------------------------------------------------------------- helpers
 
 step=0
-steps_total=5
+steps_total=7
 declare -a summary=()
 
 bold='' red='' off=''
@@ -82,14 +84,16 @@ serving() {
 
 # cleanup: remove what an earlier run left, so every run starts the same.
 cleanup() {
-	local ids
-	ids="$(docker ps -aq --filter "label=io.gantry.project=$project")"
-	[ -z "$ids" ] || docker rm -f -v $ids >/dev/null
-	ids="$(docker network ls -q --filter "label=io.gantry.project=$project")"
-	[ -z "$ids" ] || docker network rm $ids >/dev/null
-	ids="$(docker volume ls -q --filter "label=io.gantry.project=$project")"
-	[ -z "$ids" ] || docker volume rm -f $ids >/dev/null
-	rm -rf "$project_dir/.gantry"
+	local ids p
+	for p in "$project" shop; do
+		ids="$(docker ps -aq --filter "label=io.gantry.project=$p")"
+		[ -z "$ids" ] || docker rm -f -v $ids >/dev/null
+		ids="$(docker network ls -q --filter "label=io.gantry.project=$p")"
+		[ -z "$ids" ] || docker network rm $ids >/dev/null
+		ids="$(docker volume ls -q --filter "label=io.gantry.project=$p")"
+		[ -z "$ids" ] || docker volume rm -f $ids >/dev/null
+	done
+	rm -rf "$project_dir/.gantry" "$here/shop/.gantry"
 }
 
 # ------------------------------------------------------------- preflight
@@ -100,7 +104,7 @@ docker info >/dev/null 2>&1 || fail "no Docker engine answers; run \`make deps\`
 
 if [ "${1:-}" = "--clean" ]; then
 	cleanup
-	echo "demo: removed the $project containers, networks, volumes and $project_dir/.gantry"
+	echo "demo: removed the hello and shop containers, networks, volumes and state directories"
 	exit 0
 fi
 
@@ -145,10 +149,38 @@ running_new="$(docker ps -q --filter "label=io.gantry.project=$project" --filter
 printf '    gantry exited %d; %s/version -> %s\n' "$rc" "$url" "$v2"
 done_step "2.0.0 failed its health gate, rolled back (exit $rc)"
 
+section "Kill gantry in the middle of a deploy, and recover"
+echo "    deploying 1.1.0 in the background, then kill -9 while it waits for health"
+"$GANTRY" deploy staging --release 1.1.0 --image web=gantry-example/app:1.1.0 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+	[ -n "$(docker ps -q --filter "label=io.gantry.project=$project" --filter "label=io.gantry.release=1.1.0")" ] && break
+	sleep 0.1
+done
+disown "$pid" # the shell would announce the kill; the demo says it
+kill -9 "$pid" 2>/dev/null || fail "gantry finished before it could be killed"
+while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+printf '    killed gantry (pid %d); the record says deployment 3 is still deploying\n' "$pid"
+echo "    the next command on staging finds it and rolls back to the release that served:"
+show "$GANTRY" status staging || fail "gantry status staging failed"
+v3="$(serving)"
+[ "$v3" = 1.0.0 ] || fail "after recovery $url/version says \"$v3\", want 1.0.0"
+printf '    %s/version -> %s\n' "$url" "$v3"
+done_step "kill -9 mid-deploy recovered to 1.0.0"
+
+section "Deploy the shop stack: migrate job, then api (secret, volume), then web"
+(
+	cd "$here/shop"
+	show "$GANTRY" deploy staging --release 1.0.0
+) || fail "deploying examples/shop failed"
+shop_health="$(curl -fsS --max-time 2 http://127.0.0.1:18090/healthz 2>/dev/null || echo nothing)"
+[ "$shop_health" = ok ] || fail "shop's web answers \"$shop_health\" on /healthz, want ok (it checks the api)"
+printf '    http://127.0.0.1:18090/healthz -> %s (web reaches a healthy api)\n' "$shop_health"
+done_step "shop deployed in dependency order"
+
 # Hooks for later issues: further steps go here, before status and history.
 #   - a healthy upgrade with no lost request (gantry-example/app:1.1.0, the proxy)
 #   - a crashing release (gantry-example/app:2.0.0-crash)
-#   - the multi-service examples/shop stack (jobs, volumes, secrets)
 #   - promote the same digests to production behind an approval
 # Each adds a section/done_step pair and bumps steps_total.
 
@@ -167,12 +199,16 @@ cat <<EOF
     - release 1.0.0 passed the health gate and went live on staging
     - release 2.0.0 failed its health gate; gantry exited $rc and rolled back
       to 1.0.0 by itself in $rollback_time (deploy plus rollback)
+    - gantry was killed (kill -9) while deploying 1.1.0; the next command
+      rolled the environment back to 1.0.0 and recorded why
+    - the shop stack went up in dependency order: the migration job ran to
+      completion, then the api (a secret, a named volume), then web
     - $url/version answers $final
 
   Steps
 $(printf '    %s\n' "${summary[@]}")
     $(printf '%-56s %8s' total "$(secs "$demo_start")")
 
-  The staging stack keeps running: curl $url/
+  The staging stacks keep running: curl $url/ and http://127.0.0.1:18090/
   Remove it with: examples/demo.sh --clean
 EOF
