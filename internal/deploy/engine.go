@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/failpoint"
 	"github.com/gantryhq/gantry/internal/health"
 	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
@@ -281,7 +282,7 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if err := lock.SetDeployment(ctx, d.ID); err != nil {
 		return nil, err
 	}
-	if err := e.store.Transition(ctx, d.ID, store.Deploying, ""); err != nil {
+	if err := e.transition(ctx, d.ID, store.Deploying, ""); err != nil {
 		return nil, err
 	}
 	var done []applied
@@ -344,7 +345,7 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 			return fail(o.f, o.err)
 		}
 	}
-	if err := e.store.Transition(ctx, d.ID, store.Verifying, ""); err != nil {
+	if err := e.transition(ctx, d.ID, store.Verifying, ""); err != nil {
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
 	// Services gated early may have died while later ones started.
@@ -364,6 +365,7 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if err := e.store.Succeed(ctx, d, "all services healthy"); err != nil {
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
+	failpoint.Hit("state:succeeded")
 	res.State = store.Succeeded
 	res.DurationSeconds = time.Since(start).Seconds()
 	e.store.SetResult(ctx, d.ID, res)
@@ -549,7 +551,7 @@ func (e *Engine) rollbackFailed(ctx context.Context, d *store.Deployment, plan *
 	}
 	res.Reason = reason
 	res.State = to
-	if err := e.store.Transition(ctx, d.ID, to, reason); err != nil {
+	if err := e.transition(ctx, d.ID, to, reason); err != nil {
 		return res, errors.Join(err, cause)
 	}
 	e.store.SetResult(ctx, d.ID, res)
@@ -636,5 +638,19 @@ func Tiers(plan *runtime.Plan) [][]string {
 // step records a step of a deployment before it is taken, and logs it.
 func (e *Engine) step(ctx context.Context, id int64, service, phase, detail string) error {
 	e.log.Info("step", "deployment", id, "service", service, "phase", phase, "detail", detail)
-	return e.store.AddStep(ctx, id, service, phase, detail)
+	if err := e.store.AddStep(ctx, id, service, phase, detail); err != nil {
+		return err
+	}
+	failpoint.Hit("step:" + phase)
+	return nil
+}
+
+// transition records a deployment's new state and logs it.
+func (e *Engine) transition(ctx context.Context, id int64, to store.State, reason string) error {
+	e.log.Info("transition", "deployment", id, "to", to, "reason", reason)
+	if err := e.store.Transition(ctx, id, to, reason); err != nil {
+		return err
+	}
+	failpoint.Hit("state:" + string(to))
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/failpoint"
 	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
 )
@@ -91,13 +92,14 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 		}
 		reason = fmt.Sprintf("rolled back to %s", serving.Release)
 	}
+	failpoint.Hit("recover:converged")
 	for _, u := range unfinished {
 		to := store.RolledBack
 		if plan == nil || u.State == store.Pending {
 			to = store.Failed
 		}
 		msg := fmt.Sprintf("interrupted: gantry pid %d stopped while %s; recovered by pid %d: %s", u.PID, u.State, os.Getpid(), reason)
-		if err := e.store.Transition(ctx, u.ID, to, msg); err != nil {
+		if err := e.transition(ctx, u.ID, to, msg); err != nil {
 			return nil, err
 		}
 	}
