@@ -158,7 +158,16 @@ func (g Gate) Wait(ctx context.Context, t Target, events <-chan runtime.Event, e
 				events = nil
 				continue
 			}
-			s.event(ev)
+			// Decide on this host's clock: the daemon's may differ (a
+			// remote host), and min_healthy is timed here. Report the
+			// daemon's own time as the signal, for the verdict latency.
+			received := ev
+			received.Time = time.Now()
+			decided := s.result != nil
+			s.event(received)
+			if !decided && s.result != nil && s.result.signal.Equal(received.Time) {
+				s.result.signal = ev.Time
+			}
 		case <-probeTick.C:
 			runProbes()
 		case <-stable:
