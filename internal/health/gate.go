@@ -155,8 +155,10 @@ func (g Gate) Wait(ctx context.Context, t Target, events <-chan runtime.Event, e
 			}
 		case ev, ok := <-events:
 			if !ok {
-				events = nil
-				continue
+				if ctx.Err() != nil {
+					return decide(false, CheckCancelled, time.Now(), "interrupted: %v", context.Cause(ctx))
+				}
+				return decide(false, CheckRunning, time.Now(), "lost the runtime's event stream; the container's state is unknown")
 			}
 			// Decide on this host's clock: the daemon's may differ (a
 			// remote host), and min_healthy is timed here. Report the

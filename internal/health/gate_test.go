@@ -209,17 +209,25 @@ func TestWaitEventStreamLost(t *testing.T) {
 	}
 }
 
-// TestWaitClosedChannels checks that closed event and error channels (a
-// runtime whose watch ended) neither end the gate early nor make it spin:
-// it still waits for its deadline, idle.
+// TestWaitClosedChannels checks that a closed event stream (a runtime whose
+// watch ended without saying why) fails the gate at once instead of leaving
+// it blind until the deadline, and that a closed error channel alone does
+// not make it spin.
 func TestWaitClosedChannels(t *testing.T) {
 	rt := &fakeRuntime{container: runningHC}
 	events := make(chan runtime.Event)
 	errs := make(chan error)
 	close(events)
 	close(errs)
+	v := Gate{Window: time.Minute}.Wait(context.Background(), target(rt), events, errs)
+	if v.Healthy || !strings.Contains(v.Reason, "lost the runtime's event stream") {
+		t.Fatalf("verdict = %+v; want the lost stream", v)
+	}
+
+	errs = make(chan error)
+	close(errs)
 	before := cpuTime(t)
-	v := Gate{Window: 200 * time.Millisecond}.Wait(context.Background(), target(rt), events, errs)
+	v = Gate{Window: 200 * time.Millisecond}.Wait(context.Background(), target(rt), make(chan runtime.Event), errs)
 	used := cpuTime(t) - before
 	if v.Check != CheckDeadline {
 		t.Fatalf("verdict = %+v; want deadline", v)
