@@ -24,11 +24,18 @@ var initTmpl = template.Must(template.New("gantry.yaml").Parse(`# gantry.yaml: w
 project: {{.Project}}
 compose: {{.Compose}}
 
-# Images per service; they override the compose file's image:.
+# Images come from the compose file. An image set here overrides it, for
+# every environment; "gantry deploy --image SERVICE=REF" overrides both.
+{{- if .Services}}
 services:
 {{- range .Services}}
   {{.Name}}:
     image: {{.Image}}
+{{- end}}
+{{- else}}
+# services:
+#   {{.Example}}:
+#     image: registry.example.com/{{.Project}}/{{.Example}}:1.0.0
 {{- end}}
 
 environments:
@@ -93,9 +100,9 @@ func Init(ctx context.Context, o InitOptions) ([]byte, error) {
 		return nil, fmt.Errorf("compose file %s: %w", compose, err)
 	}
 	data := struct {
-		Project, Compose string
-		Services         []initService
-		Probes           []initProbe
+		Project, Compose, Example string
+		Services                  []initService
+		Probes                    []initProbe
 	}{Project: project, Compose: compose}
 	order, err := DependencyOrder(p)
 	if err != nil {
@@ -103,11 +110,15 @@ func Init(ctx context.Context, o InitOptions) ([]byte, error) {
 	}
 	for _, name := range order {
 		s := p.Services[name]
-		img := s.Image
-		if img == "" {
-			img = project + "/" + name + ":latest   # set the image to deploy"
+		if data.Example == "" {
+			data.Example = name
 		}
-		data.Services = append(data.Services, initService{Name: name, Image: img})
+		// Only services without an image need one here: copying the
+		// compose file's (interpolated) images would pin them, and a
+		// later change of ${TAG} in .env would silently stop mattering.
+		if s.Image == "" {
+			data.Services = append(data.Services, initService{Name: name, Image: project + "/" + name + ":1.0.0   # the image to deploy"})
+		}
 		if len(s.Ports) > 0 && s.Ports[0].Protocol != "udp" {
 			data.Probes = append(data.Probes, initProbe{Name: name, Port: s.Ports[0].Target})
 		}
