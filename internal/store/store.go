@@ -322,8 +322,8 @@ func (s *Store) FindRelease(ctx context.Context, project, env, release string) (
 	return l[0], nil
 }
 
-// Succeeded lists the deploys of env that succeeded, newest first: the
-// releases a rollback can go to.
+// Succeeded lists the deployments of env that succeeded, newest first,
+// rollbacks included: their plans are the ones whose containers are kept.
 func (s *Store) Succeeded(ctx context.Context, project, env string) ([]*Deployment, error) {
 	return s.list(ctx, `WHERE project=? AND env=? AND state=? ORDER BY id DESC`, project, env, Succeeded)
 }
