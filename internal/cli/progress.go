@@ -58,25 +58,22 @@ func (r *lineReporter) Done() {}
 // ttyReporter keeps one line per service and redraws them in place, with
 // notes printed above.
 type ttyReporter struct {
-	mu       sync.Mutex
-	w        io.Writer
-	start    time.Time
-	order    []string
-	lines    map[string]string
-	since    map[string]time.Time
-	drawn    int
-	finished bool
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+	order []string
+	lines map[string]string
+	drawn int
 }
 
 func (r *ttyReporter) Service(service, phase, detail string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lines == nil {
-		r.lines, r.since = map[string]string{}, map[string]time.Time{}
+		r.lines = map[string]string{}
 	}
 	if _, ok := r.lines[service]; !ok {
 		r.order = append(r.order, service)
-		r.since[service] = time.Now()
 	}
 	mark := "…"
 	switch phase {

@@ -95,7 +95,7 @@ func Init(ctx context.Context, o InitOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := cli.ProjectFromOptions(ctx, po)
+	p, err := po.LoadProject(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("compose file %s: %w", compose, err)
 	}

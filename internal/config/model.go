@@ -84,7 +84,7 @@ func (f *File) Resolve(ctx context.Context, envName string) (*Model, error) {
 	if err != nil {
 		return nil, &Error{File: strings.Join(files, ", "), Msg: "compose: " + err.Error()}
 	}
-	project, err := cli.ProjectFromOptions(ctx, po)
+	project, err := po.LoadProject(ctx)
 	if err != nil {
 		return nil, &Error{File: strings.Join(files, ", "), Msg: "compose file: " + err.Error() + "; `docker compose config` shows the same model"}
 	}

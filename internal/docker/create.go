@@ -268,7 +268,7 @@ func (r *Runtime) containerSpec(p *runtime.Plan, s *runtime.Service) (*container
 			if v.Source != "" {
 				vol, ok := p.Volumes[v.Source]
 				if !ok {
-					return nil, nil, nil, nil, fmt.Errorf("volume %q is not declared under the top-level volumes:", v.Source)
+					return nil, nil, nil, nil, fmt.Errorf("volume %q is not declared in the top-level volumes section", v.Source)
 				}
 				m.Source = vol.Name
 			}
@@ -326,7 +326,7 @@ func (r *Runtime) containerSpec(p *runtime.Plan, s *runtime.Service) (*container
 		for i, k := range keys {
 			n, ok := p.Networks[k]
 			if !ok {
-				return nil, nil, nil, nil, fmt.Errorf("network %q is not declared under the top-level networks:", k)
+				return nil, nil, nil, nil, fmt.Errorf("network %q is not declared in the top-level networks section", k)
 			}
 			es := &network.EndpointSettings{Aliases: []string{s.Name}}
 			if sn := sc.Networks[k]; sn != nil {

@@ -322,7 +322,8 @@ func (r *Runtime) Address(ctx context.Context, id string, port int) (string, err
 		if p.Int() != port || p.Proto() != "tcp" {
 			continue
 		}
-		for _, b := range bindings {
+		if len(bindings) > 0 {
+			b := bindings[0]
 			ip := b.HostIP
 			if ip == "" || ip == "0.0.0.0" {
 				ip = "127.0.0.1"

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -135,9 +135,9 @@ func buildImages(c *client.Client) error {
 		tw.Write(app)
 		tw.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mod})
 		tw.Close()
-		resp, err := c.ImageBuild(context.Background(), &buf, types.ImageBuildOptions{
+		resp, err := c.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{
 			Tags: []string{"gantry-test/app:" + b.tag}, Labels: map[string]string{LabelTest: "1"},
-			Remove: true, ForceRemove: true, Version: types.BuilderV1,
+			Remove: true, ForceRemove: true, Version: build.BuilderV1,
 		})
 		if err != nil {
 			return fmt.Errorf("build image %s: %w", b.tag, err)
