@@ -6,8 +6,11 @@ import (
 	"testing"
 
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
+
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // What the compose file says is what runs: the container gantry creates
@@ -136,5 +139,30 @@ func TestKeepReleasesAndRollbackToAPrunedRelease(t *testing.T) {
 	}
 	if v := p.version(); v != "1.0.0" {
 		t.Fatalf("serving %q, want 1.0.0", v)
+	}
+}
+
+// A rollback to a release whose image is gone from the host is refused
+// before anything changes, and says how to get the image back.
+func TestRollbackRefusedWhenTheImageIsGone(t *testing.T) {
+	gy := strings.Replace(gantryStaging, "    health:", "    keep_releases: 0\n    health:", 1)
+	p := newProject(t, "gone", gy, webFixed)
+	old := testenv.DerivedImage(t, testenv.Image(t, testenv.Healthy), "gantry-test/derived:"+p.name)
+	p.deploy(0, "staging", "--release", "1.0.0", "--image", "web="+old)
+	p.deploy(0, "staging", "--release", "2.0.0", "--image", "web=IMG_healthy-v2")
+	ctx := context.Background()
+	if _, err := p.c.ImageRemove(ctx, old, image.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	before := p.snapshot()
+	r := p.run("rollback", "staging")
+	if r.code != 2 || !strings.Contains(r.stderr, "no longer on") || !strings.Contains(r.stderr, "docker pull "+old) {
+		t.Fatalf("rollback to a release whose image is gone: %s", r)
+	}
+	if after := p.snapshot(); after != before {
+		t.Fatalf("a refused rollback changed containers:\n%s\n%s", before, after)
+	}
+	if v := p.version(); v != "2.0.0" {
+		t.Fatalf("serving %q, want 2.0.0", v)
 	}
 }

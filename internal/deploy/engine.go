@@ -240,6 +240,15 @@ func (e *Engine) Rollback(ctx context.Context, project string, env *config.Envir
 	if err != nil {
 		return nil, err
 	}
+	// What ran then must still be on the host: a rollback runs the exact
+	// images of the release, never a tag that may have moved since.
+	for _, name := range plan.Order {
+		svc := plan.Services[name]
+		if _, err := e.rt.ResolveImage(ctx, svc.ImageID); err != nil {
+			return nil, inputError("release %s cannot be restored: the image of %s (%s, %s) is no longer on %s; pull it again (docker pull %s) or deploy the release anew",
+				target.Release, name, svc.ImageRef, svc.ImageID, e.rt.Host(), svc.ImageRef)
+		}
+	}
 	d := &store.Deployment{Project: project, Env: env.Name, Release: target.Release, Kind: "rollback", PlanID: target.PlanID,
 		PreviousID: serving.ID, Plan: planRow.Plan, Actor: e.actor, PID: os.Getpid()}
 	if err := e.store.Create(ctx, d); err != nil {

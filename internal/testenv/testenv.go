@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -187,4 +188,32 @@ func RemoveProject(c *client.Client, project string) {
 	for _, v := range vs.Volumes {
 		c.VolumeRemove(ctx, v.Name, true)
 	}
+}
+
+// DerivedImage builds an image of its own (FROM base, plus a label) for a
+// test that needs to remove it; it is removed when the test ends.
+func DerivedImage(t testing.TB, base, ref string) string {
+	t.Helper()
+	c := Docker(t)
+	dockerfile := []byte("FROM " + base + "\nLABEL io.gantry.test.derived=" + ref + "\n")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))})
+	tw.Write(dockerfile)
+	tw.Close()
+	resp, err := c.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{
+		Tags: []string{ref}, Labels: map[string]string{LabelTest: "1"}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+	})
+	if err != nil {
+		t.Fatalf("build %s: %v", ref, err)
+	}
+	err = docker.DrainStream(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("build %s: %v", ref, err)
+	}
+	t.Cleanup(func() {
+		c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	})
+	return ref
 }
