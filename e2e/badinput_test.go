@@ -75,6 +75,8 @@ environments:
 			[]string{"needs the environment's name"}},
 		{"unknown service", nil, []string{"deploy", "staging", "--image", "api=IMG_healthy"}, 2,
 			[]string{`no service "api"`, "known: web"}},
+		{"release name with a space", nil, []string{"deploy", "staging", "--release", "1.0 final"}, 2,
+			[]string{"release name", "without spaces"}},
 		{"malformed --image", nil, []string{"deploy", "staging", "--image", "web"}, 2,
 			[]string{"SERVICE=IMAGE"}},
 		{"missing secret file", nil, []string{"-f", "gantry-nosecret.yaml", "deploy", "staging"}, 2,

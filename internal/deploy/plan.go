@@ -55,6 +55,9 @@ func (e *Engine) Plan(ctx context.Context, m *config.Model, release string, imag
 		Networks:    map[string]types.NetworkConfig{},
 		Volumes:     map[string]types.VolumeConfig{},
 	}
+	if len(release) > 128 || strings.ContainsFunc(release, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, inputError("--release %q: a release name is at most 128 characters, without spaces or control characters (for example 1.4.0)", release)
+	}
 	for svc := range images {
 		if _, ok := m.Compose.Services[svc]; !ok {
 			return nil, inputError("--image %s=...: no service %q in %s; known: %s", svc, svc, m.Env.Name, strings.Join(m.Order, ", "))
