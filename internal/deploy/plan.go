@@ -115,6 +115,9 @@ func defaultRelease(p *runtime.Plan) string {
 // into the container's environment, labels or the store.
 func (e *Engine) secrets(m *config.Model, service string) ([]runtime.SecretMount, error) {
 	sc := m.Compose.Services[service]
+	if len(sc.Secrets) > 0 && !e.rt.Local() {
+		return nil, inputError("service %s uses secrets, which gantry bind-mounts from files on this machine; the Docker host %s is remote, so it would not see them. Run gantry on that host for now (remote secrets come with Swarm targets)", service, e.rt.Host())
+	}
 	var out []runtime.SecretMount
 	for _, ref := range sc.Secrets {
 		def, ok := m.Compose.Secrets[ref.Source]

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/docker/cli/cli/connhelper"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -34,20 +36,38 @@ type Runtime struct {
 
 var _ runtime.Runtime = (*Runtime)(nil)
 
+// SSHOptsEnv names extra options for the ssh client behind ssh:// hosts,
+// for example "-i /path/key -o StrictHostKeyChecking=accept-new". Most
+// setups put them in ~/.ssh/config instead.
+const SSHOptsEnv = "GANTRY_SSH_OPTS"
+
 // New connects to host (empty: $DOCKER_HOST, else the local socket).
+// ssh://user@host[:port] runs `docker system dial-stdio` on the host over
+// ssh, as the docker CLI does; the remote user needs the docker CLI and
+// access to the daemon there.
 func New(host string) (*Runtime, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if host != "" {
-		if strings.HasPrefix(host, "ssh://") {
-			return nil, fmt.Errorf("docker host %s: ssh:// hosts are not supported yet; forward the socket (ssh -L /tmp/docker.sock:/var/run/docker.sock ...) and use unix:///tmp/docker.sock", host)
+	if host == "" && strings.HasPrefix(os.Getenv("DOCKER_HOST"), "ssh://") {
+		host = os.Getenv("DOCKER_HOST")
+	}
+	shown := host
+	if strings.HasPrefix(host, "ssh://") {
+		helper, err := connhelper.GetConnectionHelperWithSSHOpts(host, strings.Fields(os.Getenv(SSHOptsEnv)))
+		if err != nil {
+			return nil, fmt.Errorf("docker host %s: %w", host, err)
 		}
+		opts = append(opts, client.WithHost(helper.Host), client.WithDialContext(helper.Dialer))
+	} else if host != "" {
 		opts = append(opts, client.WithHost(host))
 	}
 	c, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker host %q: %w", host, err)
 	}
-	return &Runtime{c: c, host: c.DaemonHost()}, nil
+	if shown == "" {
+		shown = c.DaemonHost()
+	}
+	return &Runtime{c: c, host: shown}, nil
 }
 
 // Close releases the client's connections.
@@ -58,6 +78,9 @@ func (r *Runtime) Client() *client.Client { return r.c }
 
 // Host is the daemon address.
 func (r *Runtime) Host() string { return r.host }
+
+// Local says whether the daemon runs on this machine (a unix socket).
+func (r *Runtime) Local() bool { return strings.HasPrefix(r.c.DaemonHost(), "unix://") }
 
 // Ping checks that the daemon answers.
 func (r *Runtime) Ping(ctx context.Context) error {

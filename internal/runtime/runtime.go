@@ -130,6 +130,9 @@ type Runtime interface {
 	Ping(ctx context.Context) error
 	// Host names where containers run, for messages.
 	Host() string
+	// Local says whether the daemon sees this machine's files, so that
+	// files (secrets) can be bind-mounted from here.
+	Local() bool
 	// ResolveImage finds the immutable ID of ref, pulling it when absent.
 	ResolveImage(ctx context.Context, ref string) (Image, error)
 	// Prepare creates the plan's networks and volumes when missing.
