@@ -143,7 +143,7 @@ Start with:
 	pf.StringVar(&g.stateDir, "state-dir", os.Getenv("GANTRY_STATE_DIR"), "where gantry keeps its records ($GANTRY_STATE_DIR; default .gantry next to gantry.yaml)")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
-	root.AddCommand(newDeployCmd(g), newRollbackCmd(g), newStatusCmd(g), newHistoryCmd(g), newConfigCmd(g), newInitCmd(g))
+	root.AddCommand(newDeployCmd(g), newRollbackCmd(g), newStatusCmd(g), newHistoryCmd(g), newConfigCmd(g), newInitCmd(g), newVersionCmd(g), newChangelogCmd(g), newTagsCmd(g))
 	return root
 }
 

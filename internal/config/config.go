@@ -49,6 +49,7 @@ type File struct {
 	Compose      StringList              `yaml:"compose" json:"compose"`
 	Services     map[string]ServiceRef   `yaml:"services" json:"services,omitempty"`
 	Environments map[string]*Environment `yaml:"environments" json:"environments"`
+	Release      Release                 `yaml:"release" json:"release"`
 
 	// Path is the file gantry.yaml was read from; Dir is its directory, the
 	// base of every relative path in it.
@@ -64,6 +65,51 @@ type ServiceRef struct {
 	// code 0. Services that another one depends on with
 	// service_completed_successfully are jobs without saying so.
 	Job bool `yaml:"job" json:"job,omitempty"`
+}
+
+// Defaults of the release section: how versions and image tags are made.
+const (
+	DefaultReleaseBranch  = "main"
+	DefaultTagPrefix      = "v"
+	DefaultInitialVersion = "0.0.0"
+	PrereleaseRC          = "rc"
+	PrereleaseBranch      = "branch"
+)
+
+// Release says how gantry computes versions from conventional commits and
+// the image tags and labels of a build (gantry version, changelog, tags).
+type Release struct {
+	// Branch is the release branch: stable versions come from it, every
+	// other branch gives prereleases.
+	Branch string `yaml:"branch" json:"branch"`
+	// TagPrefix goes before the version in git tags (v1.4.0). It may be
+	// written empty for tags like 1.4.0.
+	TagPrefix string `yaml:"tag_prefix" json:"tag_prefix"`
+	// InitialVersion is where versions start when no version tag exists.
+	InitialVersion string `yaml:"initial_version" json:"initial_version"`
+	// MajorOnZero makes a breaking change bump 0.x to 1.0.0; by default it
+	// bumps the minor version while the major is 0 (svu's --v0).
+	MajorOnZero bool `yaml:"major_on_zero" json:"major_on_zero"`
+	// MajorTagOnZero adds the {{major}} image tag (0) while 0.x.
+	MajorTagOnZero bool `yaml:"major_tag_on_zero" json:"major_tag_on_zero"`
+	// Prerelease names prereleases on other branches: rc (1.4.0-rc.2) or
+	// branch (1.4.0-feature-login.2).
+	Prerelease string `yaml:"prerelease" json:"prerelease"`
+	// Bump maps commit types to what they bump (none, patch, minor,
+	// major), on top of feat: minor, fix: patch, perf: patch.
+	Bump map[string]string `yaml:"bump" json:"bump,omitempty"`
+	// Description and Licenses (an SPDX expression) become the images'
+	// OCI labels; Labels adds or overrides any label.
+	Description string            `yaml:"description" json:"description,omitempty"`
+	Licenses    string            `yaml:"licenses" json:"licenses,omitempty"`
+	Labels      map[string]string `yaml:"labels" json:"labels,omitempty"`
+}
+
+// DefaultRelease is the release section of a project without gantry.yaml.
+func DefaultRelease() Release {
+	r := Release{TagPrefix: DefaultTagPrefix}
+	(&validator{}).release(&r)
+	return r
 }
 
 // Environment is a named deploy target and its policy.
@@ -308,6 +354,10 @@ func (v *validator) file(f *File) {
 	if len(f.Environments) == 0 {
 		v.fail("no environments; add at least one, for example\n  environments:\n    staging:\n      health: { window: 5m }", "environments")
 	}
+	if lineOf(v.root, "release", "tag_prefix") == 0 {
+		f.Release.TagPrefix = DefaultTagPrefix
+	}
+	v.release(&f.Release)
 	for _, name := range f.EnvNames() {
 		e := f.Environments[name]
 		if e == nil {
@@ -393,6 +443,80 @@ func (v *validator) env(e *Environment) {
 	}
 }
 
+var (
+	semverCoreRE = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+	tagPrefixRE  = regexp.MustCompile(`^([A-Za-z0-9._-]+/)*[A-Za-z._-]*$`)
+	commitTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	bumps        = []string{"none", "patch", "minor", "major"}
+)
+
+// release checks the release section and fills in its defaults. The tag
+// prefix is the caller's: an empty prefix written out is kept.
+func (v *validator) release(r *Release) {
+	at := func(p ...string) []string { return append([]string{"release"}, p...) }
+	if r.Branch == "" {
+		r.Branch = DefaultReleaseBranch
+	}
+	if !validBranch(r.Branch) {
+		v.fail(fmt.Sprintf("%q is not a branch name git allows", r.Branch), at("branch")...)
+	}
+	switch {
+	case len(r.TagPrefix) > 32:
+		v.fail("the tag prefix is at most 32 characters", at("tag_prefix")...)
+	case !tagPrefixRE.MatchString(r.TagPrefix) || strings.Contains(r.TagPrefix, "..") || strings.HasPrefix(r.TagPrefix, ".") || strings.Contains(r.TagPrefix, "/."):
+		v.fail(fmt.Sprintf("%q cannot start a version tag; use letters, ., _, - and /, and no digit at the end, like v or release/", r.TagPrefix), at("tag_prefix")...)
+	}
+	if r.InitialVersion == "" {
+		r.InitialVersion = DefaultInitialVersion
+	}
+	if !semverCoreRE.MatchString(r.InitialVersion) {
+		v.fail(fmt.Sprintf("%q is not a version; write MAJOR.MINOR.PATCH without prefix, like 0.1.0 or 1.0.0", r.InitialVersion), at("initial_version")...)
+	}
+	if r.Prerelease == "" {
+		r.Prerelease = PrereleaseRC
+	}
+	if r.Prerelease != PrereleaseRC && r.Prerelease != PrereleaseBranch {
+		v.fail(fmt.Sprintf("%q is not a prerelease style; use rc (1.4.0-rc.1) or branch (1.4.0-my-branch.1)", r.Prerelease), at("prerelease")...)
+	}
+	for _, typ := range sortedKeys(r.Bump) {
+		if !commitTypeRE.MatchString(typ) {
+			v.fail(fmt.Sprintf("%q is not a commit type; use lower case letters, digits, - and _, like refactor or deps", typ), at("bump", typ)...)
+		}
+		if !contains(bumps, r.Bump[typ]) {
+			v.fail(fmt.Sprintf("%q is not a bump; use none, patch, minor or major", r.Bump[typ]), at("bump", typ)...)
+		}
+	}
+	for _, k := range sortedKeys(r.Labels) {
+		if k == "" || strings.ContainsAny(k, " \t\n=") {
+			v.fail(fmt.Sprintf("%q is not a label key; use a name like org.opencontainers.image.vendor", k), at("labels", k)...)
+		}
+	}
+}
+
+// validBranch follows git check-ref-format for a branch name.
+func validBranch(b string) bool {
+	if b == "" || b == "@" || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") || strings.HasSuffix(b, "/") ||
+		strings.HasSuffix(b, ".") || strings.HasSuffix(b, ".lock") || strings.Contains(b, "..") ||
+		strings.Contains(b, "//") || strings.Contains(b, "@{") || strings.Contains(b, "/.") || strings.HasPrefix(b, ".") {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f || strings.ContainsRune(" ~^:?*[\\", c) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // lineOf finds the line of the value at path in a YAML mapping tree; 0 when absent.
 func lineOf(n *yaml.Node, path ...string) int {
 	for _, key := range path {
@@ -452,6 +576,7 @@ func allowed(typ string) []string {
 		"Environment": reflect.TypeOf(Environment{}), "Health": reflect.TypeOf(Health{}),
 		"Probe": reflect.TypeOf(Probe{}), "HTTPProbe": reflect.TypeOf(HTTPProbe{}),
 		"TCPProbe": reflect.TypeOf(TCPProbe{}), "ExecProbe": reflect.TypeOf(ExecProbe{}),
+		"Release": reflect.TypeOf(Release{}),
 	}
 	t, ok := types[typ]
 	if !ok {

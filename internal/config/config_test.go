@@ -20,8 +20,10 @@ func TestLoadFixtures(t *testing.T) {
 		field string
 		msg   []string // substrings of Error.Msg
 	}{
-		"good.minimal.yaml": {},
-		"good.full.yaml":    {},
+		"good.minimal.yaml":              {},
+		"good.full.yaml":                 {},
+		"good.release.yaml":              {},
+		"good.release-empty-prefix.yaml": {},
 
 		"bad.unknown-field.yaml": {line: 4, field: "environments.staging.helth",
 			msg: []string{"unknown field in environment", "allowed: host, compose_files, profiles, env_files, strategy, keep_releases, health"}},
@@ -81,6 +83,24 @@ func TestLoadFixtures(t *testing.T) {
 			msg: []string{"cannot unmarshal !!seq into File"}},
 		"bad.duplicate-key.yaml": {line: 5, field: "environments.staging.strategy",
 			msg: []string{`"strategy" already defined at line 4`}},
+		"bad.release-prefix.yaml": {line: 4, field: "release.tag_prefix",
+			msg: []string{`"v1" cannot start a version tag`, "no digit at the end"}},
+		"bad.release-initial-version.yaml": {line: 5, field: "release.initial_version",
+			msg: []string{`"v1.0" is not a version`, "MAJOR.MINOR.PATCH", "0.1.0"}},
+		"bad.release-prerelease.yaml": {line: 4, field: "release.prerelease",
+			msg: []string{`"alpha" is not a prerelease style`, "rc", "branch"}},
+		"bad.release-bump.yaml": {line: 6, field: "release.bump.deps",
+			msg: []string{`"huge" is not a bump`, "none, patch, minor or major"}},
+		"bad.release-bump-type.yaml": {line: 5, field: "release.bump.Refactor!",
+			msg: []string{`"Refactor!" is not a commit type`}},
+		"bad.release-branch.yaml": {line: 4, field: "release.branch",
+			msg: []string{`"release candidate" is not a branch name`}},
+		"bad.release-unknown-field.yaml": {line: 4, field: "release.prefix",
+			msg: []string{"unknown field in release", "allowed: branch, tag_prefix, initial_version, major_on_zero, major_tag_on_zero, prerelease, bump, description, licenses, labels"}},
+		"bad.release-major-on-zero-type.yaml": {line: 4, field: "release.major_on_zero",
+			msg: []string{"cannot unmarshal", "into bool"}},
+		"bad.release-label.yaml": {line: 5, field: "release.labels.my label",
+			msg: []string{`"my label" is not a label key`}},
 	}
 
 	good, err := filepath.Glob(filepath.Join("testdata", "good.*.yaml"))
@@ -240,6 +260,58 @@ func TestFullFile(t *testing.T) {
 	}
 }
 
+func TestReleaseDefaults(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "good.minimal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Release{Branch: "main", TagPrefix: "v", InitialVersion: "0.0.0", Prerelease: "rc"}
+	for name, got := range map[string]Release{"good.minimal.yaml": f.Release, "DefaultRelease()": DefaultRelease()} {
+		if got.Branch != want.Branch || got.TagPrefix != want.TagPrefix || got.InitialVersion != want.InitialVersion ||
+			got.Prerelease != want.Prerelease || got.MajorOnZero || got.MajorTagOnZero || len(got.Bump) != 0 {
+			t.Errorf("%s: release = %+v, want the defaults %+v", name, got, want)
+		}
+	}
+	// tag_prefix written empty is kept: tags like 1.4.0.
+	f, err = Load(filepath.Join("testdata", "good.release-empty-prefix.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Release.TagPrefix != "" || f.Release.Branch != "main" {
+		t.Errorf("release = %+v, want an empty tag prefix and the other defaults", f.Release)
+	}
+}
+
+func TestReleaseFull(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "good.release.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.Release
+	if r.Branch != "trunk" || r.TagPrefix != "release/" || r.InitialVersion != "1.0.0" || !r.MajorOnZero ||
+		!r.MajorTagOnZero || r.Prerelease != "branch" {
+		t.Errorf("release = %+v", r)
+	}
+	if len(r.Bump) != 4 || r.Bump["refactor"] != "patch" || r.Bump["perf"] != "minor" || r.Bump["docs"] != "none" {
+		t.Errorf("bump = %v", r.Bump)
+	}
+	if r.Description != "The shop's web front end" || r.Licenses != "Apache-2.0" || r.Labels["org.opencontainers.image.vendor"] != "Acme" {
+		t.Errorf("labels: description %q licenses %q labels %v", r.Description, r.Licenses, r.Labels)
+	}
+}
+
+func TestValidBranch(t *testing.T) {
+	for b, want := range map[string]bool{
+		"main": true, "release/1.x": true, "feature/Login_Page": true, "v1.2": true,
+		"": false, "-x": false, "a..b": false, "a b": false, "a~1": false, "a:b": false, "x.lock": false,
+		"a/": false, ".hidden": false, "a/.b": false, "a@{1}": false, "a\\b": false, "@": false,
+	} {
+		if got := validBranch(b); got != want {
+			t.Errorf("validBranch(%q) = %v, want %v", b, got, want)
+		}
+	}
+}
+
 func TestEnvUnknown(t *testing.T) {
 	f, err := Load(filepath.Join("testdata", "good.full.yaml"))
 	if err != nil {
@@ -371,6 +443,10 @@ func FuzzParse(f *testing.F) {
 		}
 		if len(file.Environments) == 0 || len(file.Compose) == 0 {
 			t.Fatalf("accepted a file without environments or compose files: %+v", file)
+		}
+		if r := file.Release; !validBranch(r.Branch) || !semverCoreRE.MatchString(r.InitialVersion) ||
+			!tagPrefixRE.MatchString(r.TagPrefix) || (r.Prerelease != PrereleaseRC && r.Prerelease != PrereleaseBranch) {
+			t.Fatalf("accepted release section %+v", r)
 		}
 		for name, e := range file.Environments {
 			if e == nil || e.Name != name || !nameRE.MatchString(name) {
