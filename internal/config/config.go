@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,7 @@ type File struct {
 	Services     map[string]ServiceRef   `yaml:"services" json:"services,omitempty"`
 	Environments map[string]*Environment `yaml:"environments" json:"environments"`
 	Release      Release                 `yaml:"release" json:"release"`
+	Registry     Registry                `yaml:"registry" json:"registry"`
 
 	// Path is the file gantry.yaml was read from; Dir is its directory, the
 	// base of every relative path in it.
@@ -65,6 +67,131 @@ type ServiceRef struct {
 	// code 0. Services that another one depends on with
 	// service_completed_successfully are jobs without saying so.
 	Job bool `yaml:"job" json:"job,omitempty"`
+	// Build says how gantry build makes the service's image. Without it,
+	// the compose service's build section is used.
+	Build *Build `yaml:"build" json:"build,omitempty"`
+}
+
+// Build is how one service's image is built: from a Dockerfile (on the
+// Docker engine, or through docker buildx for several platforms), or,
+// when Binaries is set, without any daemon from prebuilt binaries, one per
+// platform, each laid as a layer on Base (ko-style).
+type Build struct {
+	// Context is the build context directory, relative to gantry.yaml.
+	// `build: ./api` is short for `build: { context: ./api }`.
+	Context    string            `yaml:"context" json:"context,omitempty"`
+	Dockerfile string            `yaml:"dockerfile" json:"dockerfile,omitempty"`
+	Args       map[string]string `yaml:"args" json:"args,omitempty"`
+	Target     string            `yaml:"target" json:"target,omitempty"`
+	// Binaries maps a platform (linux/amd64) to a file built for it.
+	Binaries map[string]string `yaml:"binaries" json:"binaries,omitempty"`
+	// Base is the image the binary is laid on; empty means scratch.
+	Base string `yaml:"base" json:"base,omitempty"`
+	// Path is where the binary goes in the image (default /<service>);
+	// Entrypoint defaults to [Path], Cmd to none.
+	Path       string   `yaml:"path" json:"path,omitempty"`
+	Entrypoint []string `yaml:"entrypoint" json:"entrypoint,omitempty"`
+	Cmd        []string `yaml:"cmd" json:"cmd,omitempty"`
+	// Env (KEY=value), User and Expose (8080/tcp) go to the image config.
+	Env    []string `yaml:"env" json:"env,omitempty"`
+	User   string   `yaml:"user" json:"user,omitempty"`
+	Expose []string `yaml:"expose" json:"expose,omitempty"`
+}
+
+// UnmarshalYAML reads a context directory or the full mapping.
+func (b *Build) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*b = Build{Context: n.Value}
+		return nil
+	}
+	if n.Kind == yaml.MappingNode {
+		keys := allowed("Build")
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k, v := n.Content[i], n.Content[i+1]; !contains(keys, k.Value) {
+				return &Error{Line: v.Line, col: v.Column, Msg: "unknown field in build; allowed: " + strings.Join(keys, ", ")}
+			}
+		}
+	}
+	return n.Decode((*buildFields)(b))
+}
+
+// buildFields decodes Build's mapping without recursing into UnmarshalYAML.
+type buildFields Build
+
+// Daemonless reports whether the image is assembled from prebuilt binaries.
+func (b *Build) Daemonless() bool { return b != nil && len(b.Binaries) > 0 }
+
+// Defaults of the registry section.
+const (
+	// RegistryEmbedded as registry.url means gantry's own registry
+	// (gantry registry serve) at DefaultEmbeddedRegistry.
+	RegistryEmbedded        = "embedded"
+	DefaultEmbeddedRegistry = "127.0.0.1:5000"
+)
+
+// DefaultImmutableTags are the tags that never move once pushed: versions,
+// as X.Y.Z with an optional prerelease (1.4.0, 1.4.0-rc.1).
+var DefaultImmutableTags = []string{`^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`}
+
+// Registry is where released images go.
+type Registry struct {
+	// URL is a registry host with an optional namespace (ghcr.io/acme,
+	// 127.0.0.1:5000) or "embedded". A service's image that names no
+	// registry host is pushed under it.
+	URL string `yaml:"url" json:"url,omitempty"`
+	// ImmutableTags are regular expressions; a tag that matches one is
+	// never moved to another digest. Default: DefaultImmutableTags.
+	ImmutableTags []string `yaml:"immutable_tags" json:"immutable_tags"`
+	// Username and PasswordEnv (the name of an environment variable) are
+	// credentials for the registry; without them gantry uses the Docker
+	// config and its credential helpers, and GITHUB_TOKEN for ghcr.io.
+	Username    string `yaml:"username" json:"username,omitempty"`
+	PasswordEnv string `yaml:"password_env" json:"password_env,omitempty"`
+}
+
+// Host is the registry URL with "embedded" resolved.
+func (r Registry) Host() string {
+	if r.URL == RegistryEmbedded {
+		return DefaultEmbeddedRegistry
+	}
+	return r.URL
+}
+
+// Immutable reports whether tag must never move.
+func (r Registry) Immutable(tag string) bool {
+	for _, p := range r.ImmutableTags {
+		if re, err := regexp.Compile(p); err == nil && re.MatchString(tag) {
+			return true
+		}
+	}
+	return false
+}
+
+// Repository is the repository a service's image is released to, without
+// tag or digest: the service's image with registry.url put before it when
+// it names no registry host, or <registry.url>/<project>/<service> when
+// gantry.yaml gives no image.
+func (f *File) Repository(service string) (string, error) {
+	img := f.Services[service].Image
+	host := f.Registry.Host()
+	if img == "" {
+		if host == "" {
+			return "", fmt.Errorf("service %s has no image to release to; set services.%s.image (like ghcr.io/acme/%s) or registry.url", service, service, service)
+		}
+		return host + "/" + f.Project + "/" + service, nil
+	}
+	if i := strings.Index(img, "@"); i >= 0 {
+		img = img[:i]
+	}
+	if i := strings.LastIndex(img, ":"); i > strings.LastIndex(img, "/") {
+		img = img[:i]
+	}
+	first, _, found := strings.Cut(img, "/")
+	namesHost := found && (strings.ContainsAny(first, ".:") || first == "localhost")
+	if !namesHost && host != "" {
+		img = strings.TrimSuffix(host, "/") + "/" + img
+	}
+	return img, nil
 }
 
 // Defaults of the release section: how versions and image tags are made.
@@ -103,6 +230,9 @@ type Release struct {
 	Description string            `yaml:"description" json:"description,omitempty"`
 	Licenses    string            `yaml:"licenses" json:"licenses,omitempty"`
 	Labels      map[string]string `yaml:"labels" json:"labels,omitempty"`
+	// Platforms are what gantry build builds for (linux/amd64,
+	// linux/arm64); empty means the Docker engine's own platform.
+	Platforms []string `yaml:"platforms" json:"platforms,omitempty"`
 }
 
 // DefaultRelease is the release section of a project without gantry.yaml.
@@ -346,11 +476,14 @@ func (v *validator) file(f *File) {
 			}
 		}
 	}
-	for name, s := range f.Services {
+	for _, name := range sortedKeys(f.Services) {
+		s := f.Services[name]
 		if s.Image != "" && strings.ContainsAny(s.Image, " \t") {
 			v.fail(fmt.Sprintf("%q is not an image reference", s.Image), "services", name, "image")
 		}
+		v.build(name, s.Build)
 	}
+	v.registry(&f.Registry)
 	if len(f.Environments) == 0 {
 		v.fail("no environments; add at least one, for example\n  environments:\n    staging:\n      health: { window: 5m }", "environments")
 	}
@@ -486,10 +619,58 @@ func (v *validator) release(r *Release) {
 			v.fail(fmt.Sprintf("%q is not a bump; use none, patch, minor or major", r.Bump[typ]), at("bump", typ)...)
 		}
 	}
+	for i, p := range r.Platforms {
+		if !platformRE.MatchString(p) {
+			v.fail(fmt.Sprintf("%q is not a platform; write os/arch, like linux/amd64 or linux/arm64", p), at("platforms", fmt.Sprint(i))...)
+		}
+	}
 	for _, k := range sortedKeys(r.Labels) {
 		if k == "" || strings.ContainsAny(k, " \t\n=") {
 			v.fail(fmt.Sprintf("%q is not a label key; use a name like org.opencontainers.image.vendor", k), at("labels", k)...)
 		}
+	}
+}
+
+var platformRE = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/v[0-9]+)?$`)
+
+func (v *validator) build(service string, b *Build) {
+	if b == nil {
+		return
+	}
+	at := func(p ...string) []string { return append([]string{"services", service, "build"}, p...) }
+	if b.Daemonless() && (b.Dockerfile != "" || b.Target != "" || len(b.Args) > 0) {
+		v.fail("binaries build without a Dockerfile; remove dockerfile, target and args, or remove binaries", at("binaries")...)
+	}
+	for _, p := range sortedKeys(b.Binaries) {
+		if !platformRE.MatchString(p) {
+			v.fail(fmt.Sprintf("%q is not a platform; write os/arch, like linux/amd64 or linux/arm64", p), at("binaries", p)...)
+		}
+		if b.Binaries[p] == "" {
+			v.fail("give the path of the binary built for "+p, at("binaries", p)...)
+		}
+	}
+	if b.Path != "" && !strings.HasPrefix(b.Path, "/") {
+		v.fail(fmt.Sprintf("%q is not an absolute path in the image, like /app", b.Path), at("path")...)
+	}
+	if !b.Daemonless() && (b.Base != "" || b.Path != "") {
+		v.fail("base and path are for images built from binaries; add binaries: { linux/amd64: ./bin/app-amd64 }", at()...)
+	}
+}
+
+func (v *validator) registry(r *Registry) {
+	if strings.ContainsAny(r.URL, " \t") || strings.Contains(r.URL, "://") {
+		v.fail(fmt.Sprintf("%q is not a registry; write a host with an optional namespace, like ghcr.io/acme or 127.0.0.1:5000, or embedded", r.URL), "registry", "url")
+	}
+	if r.ImmutableTags == nil {
+		r.ImmutableTags = DefaultImmutableTags
+	}
+	for i, p := range r.ImmutableTags {
+		if _, err := regexp.Compile(p); err != nil {
+			v.fail(fmt.Sprintf("%q is not a regular expression: %v", p, err), "registry", "immutable_tags", fmt.Sprint(i))
+		}
+	}
+	if r.PasswordEnv != "" && r.Username == "" {
+		v.fail("password_env needs a username", "registry", "username")
 	}
 }
 
@@ -520,6 +701,18 @@ func sortedKeys[V any](m map[string]V) []string {
 // lineOf finds the line of the value at path in a YAML mapping tree; 0 when absent.
 func lineOf(n *yaml.Node, path ...string) int {
 	for _, key := range path {
+		if n != nil && n.Kind == yaml.SequenceNode {
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(n.Content) {
+				return 0
+			}
+			if len(path) == 1 {
+				return n.Content[i].Line
+			}
+			n = n.Content[i]
+			path = path[1:]
+			continue
+		}
 		if n == nil || n.Kind != yaml.MappingNode {
 			return 0
 		}
@@ -576,7 +769,9 @@ func allowed(typ string) []string {
 		"Environment": reflect.TypeOf(Environment{}), "Health": reflect.TypeOf(Health{}),
 		"Probe": reflect.TypeOf(Probe{}), "HTTPProbe": reflect.TypeOf(HTTPProbe{}),
 		"TCPProbe": reflect.TypeOf(TCPProbe{}), "ExecProbe": reflect.TypeOf(ExecProbe{}),
-		"Release": reflect.TypeOf(Release{}),
+		"Release": reflect.TypeOf(Release{}), "Build": reflect.TypeOf(Build{}),
+		"buildFields": reflect.TypeOf(Build{}),
+		"Registry": reflect.TypeOf(Registry{}),
 	}
 	t, ok := types[typ]
 	if !ok {
@@ -599,7 +794,7 @@ func yamlError(path string, err error) error {
 		if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
 			var line int
 			fmt.Sscan(m[1], &line)
-			what := strings.ToLower(m[3])
+			what := strings.ToLower(strings.TrimSuffix(m[3], "Fields"))
 			return &Error{File: path, Line: line, Field: m[2],
 				Msg: fmt.Sprintf("unknown field in %s; allowed: %s", what, strings.Join(allowed(m[3]), ", "))}
 		}
