@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
 type deployFlags struct {
@@ -43,7 +46,7 @@ roll back to, 5 environment busy, 6 Docker unreachable, 2 bad input.`,
 			return runDeploy(cmd, g, args[0], fl)
 		},
 	}
-	cmd.Flags().StringVar(&fl.release, "release", "", "name of the release (default: derived from the image IDs)")
+	cmd.Flags().StringVar(&fl.release, "release", "", "release to deploy: a version from gantry releases is pulled by its digests; any other name just names the deployment (default: derived from the image IDs)")
 	cmd.Flags().StringArrayVar(&fl.images, "image", nil, "SERVICE=IMAGE: deploy this image for a service (repeatable)")
 	return cmd
 }
@@ -63,12 +66,46 @@ func runDeploy(cmd *cobra.Command, g *globals, envName string, fl deployFlags) e
 	if err != nil {
 		return err
 	}
+	if fl.release != "" {
+		if images, err = releasedImages(cmd, s, m, fl.release, images); err != nil {
+			return err
+		}
+	}
 	res, err := s.engine.Deploy(cmd.Context(), m, fl.release, images)
 	rep.Done()
 	if res != nil {
 		printResult(g, res)
 	}
 	return err
+}
+
+// releasedImages pins the services of a recorded release to the digests
+// it pushed, so what runs is exactly what was released. A release gantry
+// has no record of stays a name for the compose file's images, as before
+// gantry release existed. --image still overrides a service.
+func releasedImages(cmd *cobra.Command, s *session, m *config.Model, version string, images map[string]string) (map[string]string, error) {
+	r, err := s.store.GetRelease(cmd.Context(), s.file.Project, version)
+	if errors.Is(err, store.ErrNotFound) {
+		return images, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.State != store.ReleaseReleased {
+		return nil, fmt.Errorf("%w: release %s is %s, not released (%s); run gantry release again, or see gantry releases", errUsage, version, r.State, r.Reason)
+	}
+	if images == nil {
+		images = map[string]string{}
+	}
+	for svc, img := range r.Images {
+		if _, ok := m.Compose.Services[svc]; !ok {
+			continue
+		}
+		if _, ok := images[svc]; !ok {
+			images[svc] = img.Ref()
+		}
+	}
+	return images, nil
 }
 
 func newRollbackCmd(g *globals) *cobra.Command {

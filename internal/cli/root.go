@@ -144,6 +144,7 @@ Start with:
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	pf.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	root.AddCommand(newDeployCmd(g), newRollbackCmd(g), newStatusCmd(g), newHistoryCmd(g), newConfigCmd(g), newInitCmd(g), newVersionCmd(g), newChangelogCmd(g), newTagsCmd(g))
+	root.AddCommand(newReleasesCmd(g))
 	return root
 }
 
@@ -206,6 +207,7 @@ func (g *globals) open(envName string, rep deploy.Reporter) (*session, error) {
 	if rep == nil {
 		rep = quietReporter{}
 	}
+	rt.SetPullProgress(rep.Note)
 	eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(rep), deploy.WithLogger(g.log))
 	return &session{file: f, env: env, rt: rt, store: st, engine: eng}, nil
 }

@@ -30,8 +30,10 @@ import (
 
 // Runtime is a Docker engine.
 type Runtime struct {
-	c    *client.Client
-	host string
+	c        *client.Client
+	host     string
+	progress PullProgress
+	auth     RegistryAuth
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -98,11 +100,19 @@ func (r *Runtime) Ping(ctx context.Context) error {
 func (r *Runtime) ResolveImage(ctx context.Context, ref string) (runtime.Image, error) {
 	ii, err := r.c.ImageInspect(ctx, ref)
 	if errdefs.IsNotFound(err) {
-		rc, perr := r.c.ImagePull(ctx, ref, image.PullOptions{})
+		var opts image.PullOptions
+		if r.auth != nil {
+			a, err := r.auth(ref)
+			if err != nil {
+				return runtime.Image{}, fmt.Errorf("credentials to pull %s: %w", ref, err)
+			}
+			opts.RegistryAuth = a
+		}
+		rc, perr := r.c.ImagePull(ctx, ref, opts)
 		if perr != nil {
 			return runtime.Image{}, fmt.Errorf("%w: %s is not on %s and pulling it failed: %v; build it, or check the name and that the registry is reachable", runtime.ErrImageNotFound, ref, r.host, perr)
 		}
-		perr = DrainStream(rc)
+		perr = pullStream(rc, ref, r.progress)
 		rc.Close()
 		if perr != nil {
 			return runtime.Image{}, fmt.Errorf("%w: pulling %s: %v", runtime.ErrImageNotFound, ref, perr)

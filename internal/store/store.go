@@ -74,6 +74,20 @@ CREATE TABLE IF NOT EXISTS serving (
 	since         TEXT NOT NULL,
 	PRIMARY KEY (project, env)
 );
+CREATE TABLE IF NOT EXISTS releases (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	project     TEXT NOT NULL,
+	version     TEXT NOT NULL,
+	git_commit  TEXT NOT NULL,
+	state       TEXT NOT NULL,
+	reason      TEXT NOT NULL DEFAULT '',
+	tags        TEXT NOT NULL DEFAULT '[]',
+	images      TEXT NOT NULL DEFAULT '{}',
+	actor       TEXT NOT NULL DEFAULT '',
+	created_at  TEXT NOT NULL,
+	finished_at TEXT,
+	UNIQUE (project, version)
+);
 CREATE TABLE IF NOT EXISTS locks (
 	project       TEXT NOT NULL,
 	env           TEXT NOT NULL,
