@@ -771,7 +771,7 @@ func allowed(typ string) []string {
 		"TCPProbe": reflect.TypeOf(TCPProbe{}), "ExecProbe": reflect.TypeOf(ExecProbe{}),
 		"Release": reflect.TypeOf(Release{}), "Build": reflect.TypeOf(Build{}),
 		"buildFields": reflect.TypeOf(Build{}),
-		"Registry": reflect.TypeOf(Registry{}),
+		"Registry":    reflect.TypeOf(Registry{}),
 	}
 	t, ok := types[typ]
 	if !ok {
