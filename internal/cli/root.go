@@ -19,6 +19,7 @@ import (
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
 )
@@ -45,7 +46,7 @@ func ExitCode(err error) int {
 		return ExitRolledBack
 	case errors.Is(err, deploy.ErrFailed):
 		return ExitFailed
-	case errors.As(err, &locked):
+	case errors.As(err, &locked), errors.Is(err, registry.ErrBusy):
 		return ExitBusy
 	case errors.Is(err, runtime.ErrUnreachable):
 		return ExitNoRuntime
@@ -145,6 +146,7 @@ Start with:
 	pf.StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	root.AddCommand(newDeployCmd(g), newRollbackCmd(g), newStatusCmd(g), newHistoryCmd(g), newConfigCmd(g), newInitCmd(g), newVersionCmd(g), newChangelogCmd(g), newTagsCmd(g))
 	root.AddCommand(newReleasesCmd(g))
+	root.AddCommand(newRegistryCmd(g))
 	return root
 }
 

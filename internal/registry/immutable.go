@@ -1,0 +1,125 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/distribution/distribution/v3"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+)
+
+// maxManifestSize bounds a manifest body the wrapper reads; distribution's
+// own limit is the same.
+const maxManifestSize = 4 << 20
+
+// ImmutableError is the refusal of a manifest PUT that would move an
+// immutable tag.
+type ImmutableError struct {
+	Repository string
+	Tag        string
+	Current    digest.Digest
+	Pushed     digest.Digest
+}
+
+func (e *ImmutableError) Error() string {
+	return fmt.Sprintf("tag %s is immutable: it holds %s ; release a new version", e.Tag, e.Current)
+}
+
+// isImmutable reports whether tag matches one of the immutable patterns.
+func (r *Registry) isImmutable(tag string) bool {
+	for _, re := range r.immutable {
+		if re.MatchString(tag) {
+			return true
+		}
+	}
+	return false
+}
+
+// tagLocks serializes manifest PUTs to the same immutable tag, so that two
+// concurrent pushes cannot both find the tag free.
+type tagLocks struct {
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+func (l *tagLocks) lock(key string) func() {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[string]*sync.Mutex{}
+	}
+	m, ok := l.locks[key]
+	if !ok {
+		m = &sync.Mutex{}
+		l.locks[key] = m
+	}
+	l.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// putImmutableTag guards a manifest PUT to an immutable tag: the PUT goes on
+// if the tag is free or already holds the same manifest, and is refused with
+// 409 if it holds another.
+func (r *Registry) putImmutableTag(w http.ResponseWriter, req *http.Request, repo, tag string, next http.Handler) {
+	unlock := r.tagLocks.lock(repo + ":" + tag)
+	defer unlock()
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxManifestSize+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "reading the manifest: "+err.Error(), nil)
+		return
+	}
+	if len(body) > maxManifestSize {
+		writeError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("manifest larger than %d bytes", maxManifestSize), nil)
+		return
+	}
+	current, err := r.tagDigest(req.Context(), repo, tag)
+	if err != nil {
+		r.log.Error("registry: reading tag", "repository", repo, "tag", tag, "err", err)
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "reading tag "+tag+": "+err.Error(), nil)
+		return
+	}
+	pushed := digest.FromBytes(body)
+	if current != "" && current != pushed {
+		e := &ImmutableError{Repository: repo, Tag: tag, Current: current, Pushed: pushed}
+		r.log.Warn("registry: refused to move an immutable tag", "repository", repo, "tag", tag, "holds", current, "pushed", pushed, "remote", req.RemoteAddr)
+		writeError(w, http.StatusConflict, "DENIED", e.Error(), map[string]string{
+			"repository": repo, "tag": tag, "current": current.String(), "pushed": pushed.String(),
+			"hint": "a published version never moves; push this content under a new version",
+		})
+		return
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	next.ServeHTTP(w, req)
+}
+
+// tagDigest is the digest tag points to in repo, or "" if none.
+func (r *Registry) tagDigest(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	named, err := reference.WithName(repo)
+	if err != nil {
+		return "", nil // distribution answers NAME_INVALID itself
+	}
+	rp, err := r.ns.Repository(ctx, named)
+	if err != nil {
+		return "", nil
+	}
+	desc, err := rp.Tags(ctx).Get(ctx, tag)
+	var unknown distribution.ErrTagUnknown
+	if errors.As(err, &unknown) {
+		return "", nil
+	}
+	if err != nil {
+		var repoUnknown distribution.ErrRepositoryUnknown
+		if errors.As(err, &repoUnknown) {
+			return "", nil
+		}
+		return "", err
+	}
+	return desc.Digest, nil
+}
