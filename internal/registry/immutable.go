@@ -1,11 +1,9 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 
@@ -63,40 +61,26 @@ func (l *tagLocks) lock(key string) func() {
 	return m.Unlock
 }
 
-// putImmutableTag guards a manifest PUT to an immutable tag: the PUT goes on
-// if the tag is free or already holds the same manifest, and is refused with
-// 409 if it holds another.
-func (r *Registry) putImmutableTag(w http.ResponseWriter, req *http.Request, repo, tag string, next http.Handler) {
-	unlock := r.tagLocks.lock(repo + ":" + tag)
-	defer unlock()
-	body, err := io.ReadAll(io.LimitReader(req.Body, maxManifestSize+1))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", "reading the manifest: "+err.Error(), nil)
-		return
-	}
-	if len(body) > maxManifestSize {
-		writeError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("manifest larger than %d bytes", maxManifestSize), nil)
-		return
-	}
+// checkImmutable refuses (409) a manifest PUT that would move an immutable
+// tag to another digest; the caller holds the tag's lock. It reports whether
+// the PUT may go on.
+func (r *Registry) checkImmutable(w http.ResponseWriter, req *http.Request, repo, tag string, pushed digest.Digest) bool {
 	current, err := r.tagDigest(req.Context(), repo, tag)
 	if err != nil {
 		r.log.Error("registry: reading tag", "repository", repo, "tag", tag, "err", err)
 		writeError(w, http.StatusInternalServerError, "UNKNOWN", "reading tag "+tag+": "+err.Error(), nil)
-		return
+		return false
 	}
-	pushed := digest.FromBytes(body)
-	if current != "" && current != pushed {
-		e := &ImmutableError{Repository: repo, Tag: tag, Current: current, Pushed: pushed}
-		r.log.Warn("registry: refused to move an immutable tag", "repository", repo, "tag", tag, "holds", current, "pushed", pushed, "remote", req.RemoteAddr)
-		writeError(w, http.StatusConflict, "DENIED", e.Error(), map[string]string{
-			"repository": repo, "tag": tag, "current": current.String(), "pushed": pushed.String(),
-			"hint": "a published version never moves; push this content under a new version",
-		})
-		return
+	if current == "" || current == pushed {
+		return true
 	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	req.ContentLength = int64(len(body))
-	next.ServeHTTP(w, req)
+	e := &ImmutableError{Repository: repo, Tag: tag, Current: current, Pushed: pushed}
+	r.log.Warn("registry: refused to move an immutable tag", "repository", repo, "tag", tag, "holds", current, "pushed", pushed, "remote", req.RemoteAddr)
+	writeError(w, http.StatusConflict, "DENIED", e.Error(), map[string]string{
+		"repository": repo, "tag": tag, "current": current.String(), "pushed": pushed.String(),
+		"hint": "a published version never moves; push this content under a new version",
+	})
+	return false
 }
 
 // tagDigest is the digest tag points to in repo, or "" if none.

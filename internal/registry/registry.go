@@ -21,6 +21,7 @@ import (
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/storage"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the only driver gantry uses
 	"github.com/opencontainers/go-digest"
 )
@@ -59,6 +60,8 @@ type Registry struct {
 	immutable []*regexp.Regexp
 	users     *users
 	ns        distribution.Namespace
+	drv       storagedriver.StorageDriver
+	referrers referrerStore
 	tagLocks  tagLocks
 	cancel    context.CancelFunc
 }
@@ -110,8 +113,9 @@ func New(ctx context.Context, opts Options) (*Registry, error) {
 	}
 	r.app = app
 	r.handler = app
-	drv := filesystem.New(filesystem.DriverParameters{RootDirectory: r.distRoot(), MaxThreads: 100})
-	if r.ns, err = storage.NewRegistry(ctx, drv); err != nil {
+	r.drv = filesystem.New(filesystem.DriverParameters{RootDirectory: r.distRoot(), MaxThreads: 100})
+	r.referrers = referrerStore{dir: filepath.Join(opts.Root, "referrers")}
+	if r.ns, err = storage.NewRegistry(ctx, r.drv); err != nil {
 		r.cancel()
 		return nil, err
 	}
@@ -133,8 +137,34 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	rt := parseRoute(req.URL.Path)
-	if rt.kind == "manifest" && req.Method == http.MethodPut && !isDigest(rt.ref) && r.isImmutable(rt.ref) {
-		r.putImmutableTag(w, req, rt.repo, rt.ref, r.handler)
+	switch rt.kind {
+	case "manifest":
+		if req.Method == http.MethodPut {
+			r.putManifest(w, req, rt.repo, rt.ref)
+			return
+		}
+		if d, ok := nonCanonical(rt.ref); ok {
+			r.manifestByAlias(w, req, rt.repo, d)
+			return
+		}
+	case "blob":
+		if d, ok := nonCanonical(rt.ref); ok {
+			r.blobByAlias(w, req, d)
+			return
+		}
+	case "upload":
+		if d, ok := nonCanonical(req.URL.Query().Get("digest")); ok && req.Method == http.MethodPut {
+			r.finishUploadAlias(w, req, d)
+			return
+		}
+	case "uploads":
+		q := req.URL.Query()
+		if d, ok := nonCanonical(q.Get("mount")); ok && q.Get("from") != "" && req.Method == http.MethodPost {
+			r.mountAlias(w, req, rt.repo, d)
+			return
+		}
+	case "referrers":
+		r.serveReferrers(w, req, rt.repo, rt.ref)
 		return
 	}
 	r.handler.ServeHTTP(w, req)
