@@ -147,6 +147,8 @@ Start with:
 	root.AddCommand(newDeployCmd(g), newRollbackCmd(g), newStatusCmd(g), newHistoryCmd(g), newConfigCmd(g), newInitCmd(g), newVersionCmd(g), newChangelogCmd(g), newTagsCmd(g))
 	root.AddCommand(newReleasesCmd(g))
 	root.AddCommand(newRegistryCmd(g))
+	root.AddCommand(newBuildCmd(g))
+	root.AddCommand(newPushCmd(g))
 	return root
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/gantryhq/gantry/internal/docker"
 )
@@ -216,4 +217,60 @@ func DerivedImage(t testing.TB, base, ref string) string {
 		c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
 	})
 	return ref
+}
+
+// RemoveImage removes an image a test made, with the images only it used.
+func RemoveImage(c *client.Client, ref string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true})
+}
+
+// RunImage pulls ref (from a registry on 127.0.0.1, which the engine
+// trusts without TLS), runs it to completion in a container labelled
+// io.gantry.test=1 and returns what it printed. The container and the
+// image are removed when the test ends.
+func RunImage(t testing.TB, c *client.Client, ref string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rc, err := c.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		t.Fatalf("docker pull %s: %v", ref, err)
+	}
+	err = docker.DrainStream(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatalf("docker pull %s: %v", ref, err)
+	}
+	t.Cleanup(func() { RemoveImage(c, ref) })
+	created, err := c.ContainerCreate(ctx, &container.Config{Image: ref, Labels: map[string]string{LabelTest: "1"}}, &container.HostConfig{}, nil, nil, "")
+	if err != nil {
+		t.Fatalf("create a container of %s: %v", ref, err)
+	}
+	t.Cleanup(func() {
+		c.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true})
+	})
+	waitC, errC := c.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
+	if err := c.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("start %s: %v", ref, err)
+	}
+	select {
+	case w := <-waitC:
+		if w.StatusCode != 0 {
+			t.Errorf("%s exited with %d", ref, w.StatusCode)
+		}
+	case err := <-errC:
+		t.Fatalf("wait for %s: %v", ref, err)
+	}
+	logs, err := c.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		t.Fatalf("logs of %s: %v", ref, err)
+	}
+	defer logs.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, logs); err != nil {
+		t.Fatalf("logs of %s: %v", ref, err)
+	}
+	return out.String()
 }
