@@ -119,9 +119,6 @@ func buildStream(r io.Reader, line func(string)) (string, error) {
 		if m.Error != nil {
 			return "", fmt.Errorf("%s", strings.TrimSpace(m.Error.Message))
 		}
-		if m.ErrorMessage != "" {
-			return "", fmt.Errorf("%s", strings.TrimSpace(m.ErrorMessage))
-		}
 		if m.Aux != nil {
 			var aux struct{ ID string }
 			if json.Unmarshal(*m.Aux, &aux) == nil && aux.ID != "" {

@@ -618,3 +618,58 @@ func TestStoreKeepsRecentBuilds(t *testing.T) {
 		t.Fatalf("Latest of an unbuilt service: %v", err)
 	}
 }
+
+// A binaries build on a base image from a registry: each platform's layer
+// goes on the base's image for that platform.
+func TestBinariesBuildOnABase(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	host := testenv.DistributionRegistry(t)
+	baseBuild := binariesBuild(t, "base")
+	baseBuild.Path, baseBuild.Env, baseBuild.Cmd = "/opt/base/hello", []string{"FROM_BASE=1", "MODE=base"}, nil
+	base, err := s.Build(ctx, nil, image.BuildRequest{Service: "base", Build: baseBuild}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseRepo := host + "/lib/base"
+	if _, err := s.Push(ctx, []image.Target{{Digest: base.Digest, Repository: baseRepo, Tags: []string{"1"}}}, image.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	appBuild := binariesBuild(t, "app")
+	appBuild.Base = baseRepo + ":1"
+	app, err := s.Build(ctx, nil, image.BuildRequest{Service: "app", Build: appBuild}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.Push(ctx, []image.Target{{Digest: app.Digest, Repository: host + "/shop/app"}}, image.PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The base's layers are mounted from its repository: only the app's
+	// two layers and two configs go up.
+	if rs[0].BlobsMounted != 2 || rs[0].BlobsUploaded != 4 {
+		t.Errorf("push on a base: %+v, want the base's 2 layers mounted", rs[0])
+	}
+	idx, err := remote.Index(ref(t, host+"/shop/app@"+app.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, _ := img.Layers()
+		cf, _ := img.ConfigFile()
+		if len(ls) != 2 || cf.Architecture != d.Platform.Architecture {
+			t.Errorf("%s: %d layers, config arch %s", d.Platform, len(ls), cf.Architecture)
+		}
+		if !contains(cf.Config.Env, "FROM_BASE=1") || !contains(cf.Config.Env, "MODE=test") || contains(cf.Config.Env, "MODE=base") {
+			t.Errorf("%s: env %v: the base's env stays, the build's wins", d.Platform, cf.Config.Env)
+		}
+		if strings.Join(cf.Config.Entrypoint, " ") != "/usr/local/bin/hello" {
+			t.Errorf("%s: entrypoint %v", d.Platform, cf.Config.Entrypoint)
+		}
+	}
+}
