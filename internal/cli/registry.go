@@ -167,8 +167,9 @@ func newRegistryGCCmd(g *globals) *cobra.Command {
 		Use:   "gc",
 		Short: "Remove the blobs that no manifest references",
 		Long: `Remove from the registry's storage every blob that no manifest references
-(distribution's mark and sweep), and with --untagged the manifests no tag,
-index or referrer holds.
+(distribution's mark and sweep, aware of blobs pushed by sha512 digests).
+Manifests stay, tagged or not: delete one through the registry API first if
+you want its blobs collected.
 
 gc refuses to run while gantry registry serve runs on the same root: a push
 in flight has uploaded blobs that no manifest references yet. Stop the server,
@@ -185,18 +186,20 @@ collect, start it again.`,
 			if g.output == "json" {
 				return g.printJSON(res)
 			}
+			verb := "removed"
 			if o.DryRun {
-				fmt.Fprintf(g.stdout, "dry run: %d blobs (%d bytes) in %s; nothing removed\n", res.BlobsBefore, res.BytesBefore, res.Root)
-				return nil
+				verb = "dry run: would remove"
 			}
-			fmt.Fprintf(g.stdout, "removed %d blobs (%d bytes) from %s; %d blobs (%d bytes) remain\n",
-				res.BlobsRemoved, res.BytesBefore-res.BytesAfter, res.Root, res.BlobsAfter, res.BytesAfter)
+			for _, d := range res.Removed {
+				fmt.Fprintf(g.stdout, "%s %s\n", verb, d)
+			}
+			fmt.Fprintf(g.stdout, "%s %d of %d blobs (%d of %d bytes) from %s\n",
+				verb, len(res.Removed), res.Blobs, res.RemovedBytes, res.Bytes, res.Root)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&o.Root, "root", "", "directory of the registry's content (default <state dir>/registry)")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "say what would be removed, remove nothing")
-	cmd.Flags().BoolVar(&o.RemoveUntagged, "untagged", false, "also remove manifests that no tag, index or referrer holds")
 	return cmd
 }
 

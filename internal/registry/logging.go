@@ -19,8 +19,11 @@ var (
 	logrusTarget atomic.Pointer[slog.Logger]
 )
 
+// routeLogrus sends distribution's warnings to l; nil only silences logrus.
 func routeLogrus(l *slog.Logger) {
-	logrusTarget.Store(l)
+	if l != nil {
+		logrusTarget.Store(l)
+	}
 	logrusOnce.Do(func() {
 		std := logrus.StandardLogger()
 		std.SetOutput(io.Discard)

@@ -59,6 +59,7 @@ type Registry struct {
 	handler   http.Handler
 	immutable []*regexp.Regexp
 	users     *users
+	tokens    tokenSigner
 	ns        distribution.Namespace
 	drv       storagedriver.StorageDriver
 	referrers referrerStore
@@ -88,7 +89,7 @@ func New(ctx context.Context, opts Options) (*Registry, error) {
 	if opts.Immutable == nil {
 		opts.Immutable = DefaultImmutableTags
 	}
-	r := &Registry{opts: opts, log: opts.Logger}
+	r := &Registry{opts: opts, log: opts.Logger, tokens: newTokenSigner()}
 	for _, p := range opts.Immutable {
 		re, err := regexp.Compile(p)
 		if err != nil {
@@ -133,6 +134,10 @@ func (r *Registry) Close() error {
 
 // ServeHTTP serves the registry API.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.users != nil && r.opts.AnonymousPull && req.URL.Path == tokenPath {
+		r.serveToken(w, req)
+		return
+	}
 	if !r.authenticate(w, req) {
 		return
 	}

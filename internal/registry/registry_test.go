@@ -128,49 +128,102 @@ func (c *client) pushImage(repo, tag string, layer []byte) ([]byte, digest.Diges
 
 func TestAuth(t *testing.T) {
 	users := usersFile(t, "alice", "s3cret", "bob", "hunter2")
+	const tags = "/v2/app/tags/list" // 404 NAME_UNKNOWN once past auth
 	for _, tc := range []struct {
 		name       string
 		anonymous  bool
 		user, pass string
 		method     string
+		path       string
 		want       int
 	}{
-		{"no credentials", false, "", "", "GET", 401},
-		{"no credentials, HEAD", false, "", "", "HEAD", 401},
-		{"wrong password", false, "alice", "wrong", "GET", 401},
-		{"unknown user", false, "mallory", "s3cret", "GET", 401},
-		{"another user's password", false, "bob", "s3cret", "GET", 401},
-		{"right credentials", false, "alice", "s3cret", "GET", 200},
-		{"right credentials again (cached)", false, "alice", "s3cret", "GET", 200},
-		{"anonymous pull: GET", true, "", "", "GET", 200},
-		{"anonymous pull: HEAD", true, "", "", "HEAD", 200},
-		{"anonymous pull: push refused", true, "", "", "POST", 401},
-		{"anonymous pull: wrong credentials still refused", true, "alice", "wrong", "GET", 401},
-		{"anonymous pull: user pushes", true, "bob", "hunter2", "POST", 202},
+		{"no credentials", false, "", "", "GET", "/v2/", 401},
+		{"no credentials, HEAD", false, "", "", "HEAD", tags, 401},
+		{"wrong password", false, "alice", "wrong", "GET", "/v2/", 401},
+		{"unknown user", false, "mallory", "s3cret", "GET", "/v2/", 401},
+		{"another user's password", false, "bob", "s3cret", "GET", "/v2/", 401},
+		{"right credentials", false, "alice", "s3cret", "GET", "/v2/", 200},
+		{"right credentials again (cached)", false, "alice", "s3cret", "GET", "/v2/", 200},
+		{"right credentials push", false, "alice", "s3cret", "POST", "/v2/app/blobs/uploads/", 202},
+		{"anonymous pull: GET", true, "", "", "GET", tags, 404},
+		{"anonymous pull: HEAD", true, "", "", "HEAD", "/v2/app/manifests/latest", 404},
+		{"anonymous pull: base endpoint still challenges", true, "", "", "GET", "/v2/", 401},
+		{"anonymous pull: push refused", true, "", "", "POST", "/v2/app/blobs/uploads/", 401},
+		{"anonymous pull: delete refused", true, "", "", "DELETE", "/v2/app/manifests/latest", 401},
+		{"anonymous pull: wrong credentials still refused", true, "alice", "wrong", "GET", tags, 401},
+		{"anonymous pull: user pushes with basic auth", true, "bob", "hunter2", "POST", "/v2/app/blobs/uploads/", 202},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := testRegistry(t, Options{Users: users, AnonymousPull: tc.anonymous})
 			c := &client{t: t, base: srv.URL, user: tc.user, pass: tc.pass}
-			path := "/v2/"
-			if tc.method == "POST" {
-				path = "/v2/app/blobs/uploads/"
-			}
-			resp := c.do(tc.method, path, "", nil)
+			resp := c.do(tc.method, tc.path, "", nil)
 			if resp.StatusCode != tc.want {
-				t.Fatalf("%s %s: got %s, want %d: %s", tc.method, path, resp.Status, tc.want, readBody(t, resp))
+				t.Fatalf("%s %s: got %s, want %d: %s", tc.method, tc.path, resp.Status, tc.want, readBody(t, resp))
 			}
-			if tc.want == 401 {
-				if got := resp.Header.Get("WWW-Authenticate"); got != `Basic realm="gantry"` {
-					t.Errorf("WWW-Authenticate = %q", got)
-				}
-				if tc.method != "HEAD" {
-					var body struct{ Errors []ociError }
-					if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code != "UNAUTHORIZED" {
-						t.Errorf("401 body: %+v, %v", body, err)
-					}
+			if tc.want != 401 {
+				return
+			}
+			want := `Basic realm="gantry"`
+			if tc.anonymous {
+				want = `Bearer realm="` + srv.URL + `/v2/token",service="gantry"`
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); got != want {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, want)
+			}
+			if tc.method != "HEAD" {
+				var body struct{ Errors []ociError }
+				if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code != "UNAUTHORIZED" {
+					t.Errorf("401 body: %+v, %v", body, err)
 				}
 			}
 		})
+	}
+}
+
+// TestAuthTokens: with anonymous pulls the registry serves the token flow
+// the Docker engine follows; an anonymous token pulls only.
+func TestAuthTokens(t *testing.T) {
+	users := usersFile(t, "alice", "s3cret")
+	srv := testRegistry(t, Options{Users: users, AnonymousPull: true})
+	token := func(user, pass string) (string, int) {
+		c := &client{t: t, base: srv.URL, user: user, pass: pass}
+		resp := c.do("GET", "/v2/token?service=gantry&scope=repository:app:pull,push", "", nil)
+		var body struct{ Token string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		return body.Token, resp.StatusCode
+	}
+	bearer := func(tok, method, path string) int {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if _, st := token("alice", "wrong"); st != 401 {
+		t.Errorf("token with a wrong password: %d, want 401", st)
+	}
+	anon, st := token("", "")
+	if st != 200 || anon == "" {
+		t.Fatalf("anonymous token: %d %q", st, anon)
+	}
+	user, _ := token("alice", "s3cret")
+	for _, tc := range []struct {
+		name, tok, method, path string
+		want                    int
+	}{
+		{"anonymous token pings", anon, "GET", "/v2/", 200},
+		{"anonymous token pulls", anon, "GET", "/v2/app/tags/list", 404},
+		{"anonymous token cannot push", anon, "POST", "/v2/app/blobs/uploads/", 401},
+		{"user token pushes", user, "POST", "/v2/app/blobs/uploads/", 202},
+		{"forged token", anon[:len(anon)-2] + "xx", "GET", "/v2/app/tags/list", 401},
+		{"user name swapped into an anonymous token", strings.Replace(user, ".", "x.", 1), "POST", "/v2/app/blobs/uploads/", 401},
+	} {
+		if got := bearer(tc.tok, tc.method, tc.path); got != tc.want {
+			t.Errorf("%s: %s %s = %d, want %d", tc.name, tc.method, tc.path, got, tc.want)
+		}
 	}
 }
 

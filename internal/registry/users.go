@@ -179,27 +179,50 @@ func (r *Registry) authenticate(w http.ResponseWriter, req *http.Request) bool {
 	if r.users == nil {
 		return true
 	}
-	name, password, ok := req.BasicAuth()
-	if ok {
+	pull := req.Method == http.MethodGet || req.Method == http.MethodHead
+	authz := req.Header.Get("Authorization")
+	if tok, ok := strings.CutPrefix(authz, "Bearer "); ok && r.opts.AnonymousPull {
+		user, valid := r.tokens.verify(tok, time.Now())
+		switch {
+		case valid && (user != "" || pull):
+			return true
+		case valid:
+			r.challenge(w, req, "DENIED", "anonymous access is pull only; log in to push or delete")
+		default:
+			r.challenge(w, req, "UNAUTHORIZED", "invalid or expired token; ask "+tokenPath+" for a new one")
+		}
+		return false
+	}
+	if name, password, ok := req.BasicAuth(); ok {
 		if r.users.check(name, password) {
 			return true
 		}
 		r.log.Warn("registry: wrong credentials", "user", name, "remote", req.RemoteAddr, "method", req.Method, "path", req.URL.Path)
-		r.challenge(w, "UNAUTHORIZED", "wrong user name or password")
+		r.challenge(w, req, "UNAUTHORIZED", "wrong user name or password")
 		return false
 	}
-	if r.opts.AnonymousPull && (req.Method == http.MethodGet || req.Method == http.MethodHead) {
+	// The base endpoint challenges even with anonymous pulls: that is where
+	// a client learns how to authenticate.
+	if r.opts.AnonymousPull && pull && !isBase(req.URL.Path) {
 		return true
 	}
 	msg := "authentication required"
 	if r.opts.AnonymousPull {
 		msg = "authentication required to push or delete; pulls are anonymous"
 	}
-	r.challenge(w, "UNAUTHORIZED", msg)
+	r.challenge(w, req, "UNAUTHORIZED", msg)
 	return false
 }
 
-func (r *Registry) challenge(w http.ResponseWriter, code, msg string) {
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", r.opts.Realm))
+// challenge answers 401: a Basic challenge, or with anonymous pulls a
+// Bearer one (see token.go for why).
+func (r *Registry) challenge(w http.ResponseWriter, req *http.Request, code, msg string) {
+	if r.opts.AnonymousPull {
+		w.Header().Set("WWW-Authenticate", r.bearerChallenge(req))
+	} else {
+		w.Header().Set("WWW-Authenticate", basicChallenge(r.opts.Realm))
+	}
 	writeError(w, http.StatusUnauthorized, code, msg, nil)
 }
+
+func isBase(p string) bool { return p == "/v2/" || p == "/v2" }
