@@ -140,10 +140,23 @@ func remoteOptions(ctx context.Context, registry string, opts PushOptions) ([]re
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(keychain(opts)),
-		remote.WithTransport(rt),
+		remote.WithTransport(loopbackHTTPOnly{rt}),
 		remote.WithJobs(jobs),
 		remote.WithUserAgent("gantry"),
 	}, nil
+}
+
+// loopbackHTTPOnly refuses plain HTTP to anything but this machine.
+// go-containerregistry also falls back to HTTP for private-range
+// addresses (10/8, 192.168/16); gantry never sends credentials or images
+// unencrypted off the machine.
+type loopbackHTTPOnly struct{ rt http.RoundTripper }
+
+func (l loopbackHTTPOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !loopback(req.URL.Host) {
+		return nil, fmt.Errorf("plain HTTP to %s refused: gantry speaks plain HTTP only to registries on 127.0.0.1 or localhost", req.URL.Host)
+	}
+	return l.rt.RoundTrip(req)
 }
 
 // registryErr turns go-containerregistry's errors about a registry into

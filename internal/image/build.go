@@ -99,7 +99,7 @@ func (s *Store) Build(ctx context.Context, c *client.Client, req BuildRequest, p
 		defer d.done()
 	}
 	b := Built{Service: req.Service, Method: method, Built: time.Now().UTC()}
-	if b.Platforms, b.Size, err = describe(t); err != nil {
+	if b.Platforms, b.Manifests, b.Size, err = describe(t); err != nil {
 		return Built{}, fmt.Errorf("build %s: %w", req.Service, err)
 	}
 	progress(fmt.Sprintf("%s: storing %s in %s", req.Service, strings.Join(b.Platforms, ", "), s.dir))
@@ -143,8 +143,10 @@ func walk(t taggable, f func(taggable) error) error {
 	return nil
 }
 
-// describe lists an image's platforms and adds up its distinct blobs.
-func describe(t taggable) ([]string, int64, error) {
+// describe lists an image's platforms with their manifests' digests, and
+// adds up its distinct blobs.
+func describe(t taggable) ([]string, map[string]string, int64, error) {
+	manifests := map[string]string{}
 	seen := map[v1.Hash]bool{}
 	var size int64
 	add := func(h v1.Hash, n int64) {
@@ -183,14 +185,15 @@ func describe(t taggable) ([]string, int64, error) {
 		// Attestations that buildx adds say unknown/unknown.
 		if p := cf.Platform(); p != nil && p.OS != "unknown" {
 			plats = append(plats, p.String())
+			manifests[p.String()] = d.String()
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	sort.Strings(plats)
-	return plats, size, nil
+	return plats, manifests, size, nil
 }
 
 func parsePlatform(s string) (*v1.Platform, error) {

@@ -47,6 +47,7 @@ const (
 	annPlatforms = "io.gantry.platforms"
 	annSize      = "io.gantry.size"
 	annBuilt     = "io.gantry.built"
+	annManifests = "io.gantry.manifests"
 )
 
 // keepBuilds is how many builds of each service the store keeps; older ones
@@ -84,6 +85,10 @@ type Built struct {
 	Method    string `json:"method"`
 	// Platforms are os/arch[/variant], sorted.
 	Platforms []string `json:"platforms"`
+	// Manifests maps each platform to its image manifest's digest (for a
+	// single-platform image, the image's own digest): what a release
+	// records per platform.
+	Manifests map[string]string `json:"manifests"`
 	// Size is the bytes of every distinct blob and manifest of the image,
 	// compressed, as a registry stores them.
 	Size  int64     `json:"size"`
@@ -172,6 +177,12 @@ func builtOf(d v1.Descriptor) Built {
 	}
 	if p := d.Annotations[annPlatforms]; p != "" {
 		b.Platforms = strings.Split(p, ",")
+	}
+	b.Manifests = map[string]string{}
+	for _, pm := range strings.Split(d.Annotations[annManifests], ",") {
+		if p, m, ok := strings.Cut(pm, "="); ok {
+			b.Manifests[p] = m
+		}
 	}
 	b.Size, _ = strconv.ParseInt(d.Annotations[annSize], 10, 64)
 	b.Built, _ = time.Parse(time.RFC3339Nano, d.Annotations[annBuilt])
@@ -268,6 +279,11 @@ func (s *Store) add(t taggable, b *Built) error {
 		annSize:      strconv.FormatInt(b.Size, 10),
 		annBuilt:     b.Built.UTC().Format(time.RFC3339Nano),
 	}
+	var pms []string
+	for _, p := range b.Platforms {
+		pms = append(pms, p+"="+b.Manifests[p])
+	}
+	ann[annManifests] = strings.Join(pms, ",")
 	return s.locked(func() error {
 		switch t := t.(type) {
 		case v1.ImageIndex:

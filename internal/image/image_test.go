@@ -123,6 +123,9 @@ func TestBinariesBuildMultiArchIndex(t *testing.T) {
 	}
 	for _, d := range im.Manifests {
 		arch := d.Platform.Architecture
+		if latest.Manifests["linux/"+arch] != d.Digest.String() {
+			t.Errorf("Built.Manifests = %v, the index has %s for %s", latest.Manifests, d.Digest, arch)
+		}
 		if d.Platform.OS != "linux" || (arch != "amd64" && arch != "arm64") {
 			t.Fatalf("index entry platform %v", d.Platform)
 		}
@@ -567,7 +570,7 @@ func TestEnginePullsAndRunsByDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if eb.Method != image.MethodEngine || strings.Join(eb.Platforms, ",") != "linux/"+arch {
+	if eb.Method != image.MethodEngine || strings.Join(eb.Platforms, ",") != "linux/"+arch || eb.Manifests["linux/"+arch] != eb.Digest {
 		t.Fatalf("engine build: %+v", eb)
 	}
 
