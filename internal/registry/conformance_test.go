@@ -3,8 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/xml"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,30 +48,7 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("the OCI conformance suite is not built (%v).\nRun `make deps` (scripts/ensure-conformance.sh builds it into bin/oci-conformance).", err)
 	}
 	users := usersFile(t, "conformance", "conformance-password")
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- Serve(ctx, ServeOptions{
-			Options: Options{Root: t.TempDir(), Users: users, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-			Addr:    "127.0.0.1:0",
-			Ready:   func(a string) { addrc <- a },
-		})
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-errc:
-		t.Fatalf("registry did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("registry did not start within 30s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("registry shutdown: %v", err)
-		}
-	})
+	addr := serveTest(t, Options{Users: users})
 
 	results := filepath.Join(root, "bin", "conformance-results")
 	os.RemoveAll(results)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/docker/docker/api/types/image"
 	dockerregistry "github.com/docker/docker/api/types/registry"
@@ -17,8 +16,8 @@ import (
 	"github.com/gantryhq/gantry/internal/testenv"
 )
 
-// serveTest runs Serve on a free loopback port until the test ends and
-// returns its address.
+// serveTest starts the registry on a free loopback port until the test
+// ends and returns its address.
 func serveTest(t *testing.T, opts Options) string {
 	t.Helper()
 	if opts.Root == "" {
@@ -27,29 +26,16 @@ func serveTest(t *testing.T, opts Options) string {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Serve(ctx, ServeOptions{Options: opts, Addr: "127.0.0.1:0", Ready: func(a string) { ready <- a }})
-	}()
-	select {
-	case addr := <-ready:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("registry shutdown: %v", err)
-			}
-		})
-		return addr
-	case err := <-done:
-		cancel()
+	srv, err := Start(context.Background(), ServeOptions{Options: opts, Addr: "127.0.0.1:0"})
+	if err != nil {
 		t.Fatalf("registry did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("registry did not start within 30s")
 	}
-	return ""
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Errorf("registry shutdown: %v", err)
+		}
+	})
+	return srv.Addr
 }
 
 func dockerAuth(t *testing.T, addr, user, pass string) string {

@@ -150,3 +150,41 @@ func busyError(path string) error {
 	}
 	return fmt.Errorf("%w: another gantry process holds %s; stop it first", ErrBusy, filepath.Dir(path))
 }
+
+// Server is a registry started in the background by Start.
+type Server struct {
+	// Addr is the address the registry listens on, such as 127.0.0.1:40123.
+	Addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start runs Serve in the background and returns once the registry accepts
+// connections: for tests and demos that need a registry in-process. Use
+// Addr "127.0.0.1:0" for a free port. Stop it with Stop.
+func Start(ctx context.Context, opts ServeOptions) (*Server, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Server{cancel: cancel, done: make(chan error, 1)}
+	ready := make(chan string, 1)
+	user := opts.Ready
+	opts.Ready = func(addr string) {
+		if user != nil {
+			user(addr)
+		}
+		ready <- addr
+	}
+	go func() { s.done <- Serve(ctx, opts) }()
+	select {
+	case s.Addr = <-ready:
+		return s, nil
+	case err := <-s.done:
+		cancel()
+		return nil, err
+	}
+}
+
+// Stop shuts the registry down gracefully and returns Serve's error.
+func (s *Server) Stop() error {
+	s.cancel()
+	return <-s.done
+}

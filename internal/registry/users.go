@@ -112,7 +112,10 @@ func loadUsers(path string) (*users, error) {
 func (u *users) reload() error {
 	st, err := os.Stat(u.path)
 	if err != nil {
-		return fmt.Errorf("users file: %w (create it with gantry registry user add NAME --users %s)", err, u.path)
+		if os.IsNotExist(err) {
+			return fmt.Errorf("%w: users file %s does not exist; create it with gantry registry user add NAME --users %s", ErrInput, u.path, u.path)
+		}
+		return fmt.Errorf("users file: %w", err)
 	}
 	if u.hashes != nil && st.ModTime().Equal(u.modTime) && st.Size() == u.size {
 		return nil
