@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: `make bench`. Times gantry deploy against docker compose up -d --wait
 # on the stacks in bench/stacks, side by side in one run, and prints the ratios,
-# gantry's verdict latency and rollback time against the goals.
+# gantry's verdict latency and rollback time against the goals; then bench/version.sh
+# (gantry tags against git log on 10,000 commits).
 #
 # Environment: GANTRY (gantry binary, default bin/gantry), BENCH_ROUNDS (default 3),
 # BENCH_IMAGE / BENCH_BAD_IMAGE (default gantry-example/app:1.0.0 / :2.0.0-unhealthy),
@@ -28,3 +29,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bin/gantry-bench -dir bench "$@"
+
+# Releases: version + tags against git log.
+bash bench/version.sh
