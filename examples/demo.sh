@@ -2,13 +2,19 @@
 # gantry's end-to-end demo, the main job of `make demo`:
 #
 #   1. build the example images (FROM scratch, no public registry)
-#   2. deploy release 1.0.0 of examples/hello to staging: healthy, it succeeds
-#   3. deploy release 2.0.0 whose health check fails: gantry must exit non-zero
-#      and roll back by itself, and 1.0.0 must still be serving
-#   4. kill -9 gantry in the middle of a deploy; the next command recovers
-#   5. deploy the multi-service examples/shop stack (a job, a secret, a volume)
-#   6. show `gantry status` and `gantry history`
-#   7. print a summary
+#   2. start gantry's own registry on 127.0.0.1:15000, with a user
+#   3. in a scratch git repository of the hello app, commit a feat and run
+#      `gantry release`: version 0.1.0, tags, a linux/amd64 + linux/arm64 image
+#      pushed to the registry, a git tag; deploy it to staging by digest
+#   4. commit a breaking change that makes the health check fail, release
+#      0.2.0 and deploy it: gantry must exit non-zero and roll back by itself
+#   5. try to move the version tag 0.1.0 to other bytes: refused by gantry
+#      and, server side, by the registry
+#   6. release a fix, 0.2.1, and kill -9 gantry in the middle of its deploy;
+#      the next command recovers
+#   7. deploy the multi-service examples/shop stack (a job, a secret, a volume)
+#   8. show `gantry releases`, `gantry status` and `gantry history`
+#   9. print a summary
 #
 # Run it from anywhere; GANTRY is the gantry binary (default ./bin/gantry,
 # relative to the current directory). `examples/demo.sh --clean` only removes
@@ -18,7 +24,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 project=hello
-project_dir="$here/hello"
+demo_dir="$root/bin/demo"
+project_dir="$demo_dir/hello"
+registry_addr=127.0.0.1:15000
+registry_pid=
 url="http://127.0.0.1:18080"
 
 # The demo names its files itself; a caller's settings must not redirect it.
@@ -33,7 +42,7 @@ esac
 # ---------------------------------------------------------------- helpers
 
 step=0
-steps_total=7
+steps_total=9
 declare -a summary=()
 
 bold='' red='' off=''
@@ -93,12 +102,42 @@ cleanup() {
 		ids="$(docker volume ls -q --filter "label=io.gantry.project=$p")"
 		[ -z "$ids" ] || docker volume rm -f $ids >/dev/null
 	done
-	rm -rf "$project_dir/.gantry" "$here/shop/.gantry"
+	rm -rf "$demo_dir" "$here/shop/.gantry"
+}
+
+stop_registry() {
+	if [ -n "$registry_pid" ]; then
+		kill "$registry_pid" 2>/dev/null || true
+		wait "$registry_pid" 2>/dev/null || true
+		registry_pid=
+	fi
+}
+trap stop_registry EXIT
+
+# commit MESSAGE: commit everything in the scratch repository.
+commit() {
+	git -C "$project_dir" add -A
+	git -C "$project_dir" -c user.name=Demo -c user.email=demo@example.com commit -q -m "$1"
+	printf '    $ git commit -m "%s"\n' "$1"
+}
+
+# binaries: cross-compile the app for both platforms, stamped with the
+# version gantry release is about to make.
+binaries() {
+	local v arch
+	v="$(cd "$project_dir" && "$GANTRY" version)"
+	for arch in amd64 arm64; do
+		(cd "$project_dir" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildvcs=false \
+			-ldflags "-s -w -X main.version=$v" -o "bin/app-linux-$arch" .)
+	done
+	printf '    built bin/app-linux-amd64 and bin/app-linux-arm64 (version %s)\n' "$v"
 }
 
 # ------------------------------------------------------------- preflight
 
 command -v docker >/dev/null || fail "docker is not installed; run \`make deps\`"
+command -v git >/dev/null || fail "git is not installed; install it (apt-get install git)"
+command -v go >/dev/null || fail "go is not installed; run \`make deps\`"
 command -v curl >/dev/null || fail "curl is not installed; install it (apt-get install curl)"
 docker info >/dev/null 2>&1 || fail "no Docker engine answers; run \`make deps\` to start one"
 
@@ -113,6 +152,9 @@ fi
 printf '%sgantry demo%s: health-gated deploys with automatic rollback (%s)\n' "$bold" "$off" \
 	"$({ "$GANTRY" version 2>/dev/null || echo "$GANTRY"; } | head -n1)"
 cleanup
+if curl -fsS --max-time 2 "http://$registry_addr/v2/" >/dev/null 2>&1 || [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$registry_addr/v2/")" != 000 ]; then
+	fail "something already listens on $registry_addr; stop it and run again"
+fi
 if [ "$(serving)" != nothing ]; then
 	fail "something not started by gantry already answers on $url; stop it and run again"
 fi
@@ -123,50 +165,115 @@ section "Build the example images (FROM scratch)"
 "$here/build.sh" --all | sed 's/^/    /'
 done_step "built gantry-example/app images"
 
+section "Start gantry's registry on $registry_addr"
+mkdir -p "$demo_dir"
+export DEMO_REGISTRY_PASSWORD="demo-$RANDOM$RANDOM"
+printf '%s' "$DEMO_REGISTRY_PASSWORD" | show "$GANTRY" registry user add demo --users "$demo_dir/registry-users" --password-stdin >/dev/null ||
+	fail "gantry registry user add failed"
+echo "    \$ gantry registry serve --addr $registry_addr --root $demo_dir/registry --users $demo_dir/registry-users &"
+"$GANTRY" registry serve --addr "$registry_addr" --root "$demo_dir/registry" --users "$demo_dir/registry-users" \
+	>"$demo_dir/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 1 100); do
+	code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$registry_addr/v2/" || true)"
+	[ "$code" = 401 ] && break
+	kill -0 "$registry_pid" 2>/dev/null || fail "gantry registry serve exited: $(tail -n 5 "$demo_dir/registry.log")"
+	sleep 0.1
+done
+[ "$code" = 401 ] || fail "the registry on $registry_addr does not answer (log: $demo_dir/registry.log)"
+printf '    http://%s/v2/ without credentials -> %s (no anonymous access)\n' "$registry_addr" "$code"
+done_step "registry up, anonymous access refused"
+
+section "Release 0.1.0 from a feat commit and deploy it by digest"
+mkdir -p "$project_dir"
+cp "$root/examples/app/main.go" "$project_dir/main.go"
+printf 'module example.com/hello\n\ngo 1.26\n' >"$project_dir/go.mod"
+printf 'bin/\n.gantry/\n' >"$project_dir/.gitignore"
+cp "$here/release/compose.yaml" "$here/release/gantry.yaml" "$project_dir/"
+git init -q -b main "$project_dir"
+commit "feat: hello, a web service that says its version"
+binaries
 cd "$project_dir"
-
-section "Deploy release 1.0.0 to staging (healthy)"
-show "$GANTRY" deploy staging --release 1.0.0 || fail "deploying 1.0.0 failed; it should succeed"
+show "$GANTRY" release || fail "gantry release of 0.1.0 failed"
+show "$GANTRY" deploy staging --release 0.1.0 || fail "deploying 0.1.0 failed; it should succeed"
 v1="$(serving)"
-[ "$v1" = 1.0.0 ] || fail "after deploying 1.0.0, $url/version says \"$v1\", want 1.0.0"
-printf '    %s/version -> %s\n' "$url" "$v1"
-done_step "1.0.0 deployed and serving"
+[ "$v1" = 0.1.0 ] || fail "after deploying 0.1.0, $url/version says \"$v1\", want 0.1.0"
+running="$(docker inspect --format '{{.Config.Image}}' "$(docker ps -q --filter "label=io.gantry.project=$project" --filter label=io.gantry.release=0.1.0 | head -n1)")"
+case "$running" in
+*@sha256:*) ;;
+*) fail "the 0.1.0 container runs $running, want an image pinned by digest" ;;
+esac
+printf '    %s/version -> %s; the container runs %s\n' "$url" "$v1" "$running"
+git tag --list 'v*' | grep -qx v0.1.0 || fail "gantry release made no git tag v0.1.0"
+done_step "0.1.0 released, tagged v0.1.0, deployed by digest"
 
-section "Deploy release 2.0.0 with a failing health check"
-echo "    gantry-example/app:2.0.0-unhealthy answers 500 on /healthz: gantry should roll back"
+section "Release 0.2.0, a breaking change whose health check fails"
+sed -i 's/^\tmode    = "healthy"/\tmode    = "unhealthy"/' main.go
+grep -q 'mode    = "unhealthy"' main.go || fail "could not switch main.go to the unhealthy mode"
+commit $'feat!: answer 500 on /healthz\n\nBREAKING CHANGE: the health check fails (on purpose, for the demo).'
+binaries
+show "$GANTRY" release || fail "gantry release of 0.2.0 failed"
 rollback_start="$(now_us)"
 rc=0
-show "$GANTRY" deploy staging --release 2.0.0 --image web=gantry-example/app:2.0.0-unhealthy || rc=$?
+show "$GANTRY" deploy staging --release 0.2.0 || rc=$?
 rollback_time="$(secs "$rollback_start")"
 case "$rc" in
-0) fail "deploying the unhealthy 2.0.0 exited 0; it must fail with a non-zero exit code" ;;
-2 | 5 | 6) fail "deploying 2.0.0 exited $rc (bad input, busy or Docker unreachable) before reaching the health gate" ;;
+0) fail "deploying the unhealthy 0.2.0 exited 0; it must fail with a non-zero exit code" ;;
+2 | 5 | 6) fail "deploying 0.2.0 exited $rc (bad input, busy or Docker unreachable) before reaching the health gate" ;;
 esac
 v2="$(serving)"
-[ "$v2" = 1.0.0 ] || fail "after the failed 2.0.0 deploy, $url/version says \"$v2\", want 1.0.0 (the rollback)"
-running_new="$(docker ps -q --filter "label=io.gantry.project=$project" --filter "label=io.gantry.release=2.0.0")"
-[ -z "$running_new" ] || fail "containers of the failed release 2.0.0 are still running: $running_new"
+[ "$v2" = 0.1.0 ] || fail "after the failed 0.2.0 deploy, $url/version says \"$v2\", want 0.1.0 (the rollback)"
+running_new="$(docker ps -q --filter "label=io.gantry.project=$project" --filter "label=io.gantry.release=0.2.0")"
+[ -z "$running_new" ] || fail "containers of the failed release 0.2.0 are still running: $running_new"
 printf '    gantry exited %d; %s/version -> %s\n' "$rc" "$url" "$v2"
-done_step "2.0.0 failed its health gate, rolled back (exit $rc)"
+done_step "0.2.0 failed its health gate, rolled back (exit $rc)"
+
+section "A version tag never moves"
+digest_v1="$("$GANTRY" releases 0.1.0 --output json | sed -n 's/.*"digest": "\(sha256:[0-9a-f]*\)".*/\1/p' | head -n1)"
+echo "    gantry push of the 0.2.0 build as tag 0.1.0 (checked before any tag moves):"
+rc_push=0
+show "$GANTRY" push web --tag 0.1.0 2>&1 | sed 's/^/    /' || rc_push=${PIPESTATUS[0]}
+[ "$rc_push" -ne 0 ] || fail "gantry push moved the immutable tag 0.1.0"
+echo "    docker push of another image as 127.0.0.1:15000/hello/web:0.1.0 (refused by the registry itself):"
+export DOCKER_CONFIG="$demo_dir/docker-config"
+printf '%s' "$DEMO_REGISTRY_PASSWORD" | docker login -u demo --password-stdin "$registry_addr" >/dev/null 2>&1 ||
+	fail "docker login to $registry_addr failed"
+docker tag gantry-example/app:1.1.0 "$registry_addr/hello/web:0.1.0"
+rc_docker=0
+out="$(docker push "$registry_addr/hello/web:0.1.0" 2>&1)" || rc_docker=$?
+docker rmi "$registry_addr/hello/web:0.1.0" >/dev/null 2>&1 || true
+unset DOCKER_CONFIG
+[ "$rc_docker" -ne 0 ] || fail "docker push moved the immutable tag 0.1.0 in gantry's registry"
+printf '    %s\n' "$(echo "$out" | tail -n 1)"
+now_v1="$(curl -fsS -u "demo:$DEMO_REGISTRY_PASSWORD" -o /dev/null -D - \
+	-H 'Accept: application/vnd.oci.image.index.v1+json' \
+	"http://$registry_addr/v2/hello/web/manifests/0.1.0" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')"
+[ "$now_v1" = "$digest_v1" ] || fail "tag 0.1.0 holds $now_v1 after the refused pushes, want $digest_v1"
+printf '    tag 0.1.0 still holds %s\n' "$now_v1"
+done_step "moving tag 0.1.0 refused, client and server side"
 
 section "Kill gantry in the middle of a deploy, and recover"
-echo "    deploying 1.1.0 in the background, then kill -9 while it waits for health"
-"$GANTRY" deploy staging --release 1.1.0 --image web=gantry-example/app:1.1.0 >/dev/null 2>&1 &
+sed -i 's/^\tmode    = "unhealthy"/\tmode    = "healthy"/' main.go
+commit "fix: answer 200 on /healthz again"
+binaries
+show "$GANTRY" release >/dev/null || fail "gantry release of 0.2.1 failed"
+echo "    released 0.2.1; deploying it in the background, then kill -9 while it waits for health"
+"$GANTRY" deploy staging --release 0.2.1 >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
-	[ -n "$(docker ps -q --filter "label=io.gantry.project=$project" --filter "label=io.gantry.release=1.1.0")" ] && break
+	[ -n "$(docker ps -q --filter "label=io.gantry.project=$project" --filter "label=io.gantry.release=0.2.1")" ] && break
 	sleep 0.1
 done
 disown "$pid" # the shell would announce the kill; the demo says it
 kill -9 "$pid" 2>/dev/null || fail "gantry finished before it could be killed"
 while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-printf '    killed gantry (pid %d); the record says deployment 3 is still deploying\n' "$pid"
+printf '    killed gantry (pid %d); the record says the deployment of 0.2.1 is still deploying\n' "$pid"
 echo "    the next command on staging finds it and rolls back to the release that served:"
 show "$GANTRY" status staging || fail "gantry status staging failed"
 v3="$(serving)"
-[ "$v3" = 1.0.0 ] || fail "after recovery $url/version says \"$v3\", want 1.0.0"
+[ "$v3" = 0.1.0 ] || fail "after recovery $url/version says \"$v3\", want 0.1.0"
 printf '    %s/version -> %s\n' "$url" "$v3"
-done_step "kill -9 mid-deploy recovered to 1.0.0"
+done_step "kill -9 mid-deploy recovered to 0.1.0"
 
 section "Deploy the shop stack: migrate job, then api (secret, volume), then web"
 (
@@ -184,7 +291,10 @@ done_step "shop deployed in dependency order"
 #   - promote the same digests to production behind an approval
 # Each adds a section/done_step pair and bumps steps_total.
 
-section "Status and history of staging"
+section "Releases, status and history of staging"
+cd "$project_dir"
+show "$GANTRY" releases || fail "gantry releases failed"
+echo
 show "$GANTRY" status staging || fail "gantry status staging failed"
 echo
 show "$GANTRY" history staging || fail "gantry history staging failed"
@@ -192,15 +302,18 @@ done_step "status and history shown"
 
 section "Summary"
 final="$(serving)"
-[ "$final" = 1.0.0 ] || fail "at the end $url/version says \"$final\", want 1.0.0"
+[ "$final" = 0.1.0 ] || fail "at the end $url/version says \"$final\", want 0.1.0"
 cat <<EOF
 
   What happened
-    - release 1.0.0 passed the health gate and went live on staging
-    - release 2.0.0 failed its health gate; gantry exited $rc and rolled back
-      to 1.0.0 by itself in $rollback_time (deploy plus rollback)
-    - gantry was killed (kill -9) while deploying 1.1.0; the next command
-      rolled the environment back to 1.0.0 and recorded why
+    - gantry release made 0.1.0 from a feat commit: tags, a linux/amd64 +
+      linux/arm64 image pushed to gantry's registry, a git tag; it passed the
+      health gate on staging, pinned by digest
+    - release 0.2.0 (a breaking change) failed its health gate; gantry exited
+      $rc and rolled back to 0.1.0 by itself in $rollback_time (deploy plus rollback)
+    - moving tag 0.1.0 to other bytes was refused, by gantry and by the registry
+    - gantry was killed (kill -9) while deploying 0.2.1; the next command
+      rolled the environment back to 0.1.0 and recorded why
     - the shop stack went up in dependency order: the migration job ran to
       completion, then the api (a secret, a named volume), then web
     - $url/version answers $final
@@ -210,5 +323,6 @@ $(printf '    %s\n' "${summary[@]}")
     $(printf '%-56s %8s' total "$(secs "$demo_start")")
 
   The staging stacks keep running: curl $url/ and http://127.0.0.1:18090/
+  The scratch repository is $project_dir (try gantry releases there).
   Remove it with: examples/demo.sh --clean
 EOF
