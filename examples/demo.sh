@@ -149,8 +149,7 @@ fi
 
 [ -x "$GANTRY" ] || fail "no gantry binary at $GANTRY; run \`make build\` or set GANTRY=/path/to/gantry"
 
-printf '%sgantry demo%s: health-gated deploys with automatic rollback (%s)\n' "$bold" "$off" \
-	"$({ "$GANTRY" version 2>/dev/null || echo "$GANTRY"; } | head -n1)"
+printf '%sgantry demo%s: releases, health-gated deploys with automatic rollback (%s)\n' "$bold" "$off" "$GANTRY"
 cleanup
 if curl -fsS --max-time 2 "http://$registry_addr/v2/" >/dev/null 2>&1 || [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$registry_addr/v2/")" != 000 ]; then
 	fail "something already listens on $registry_addr; stop it and run again"
@@ -198,12 +197,12 @@ show "$GANTRY" release || fail "gantry release of 0.1.0 failed"
 show "$GANTRY" deploy staging --release 0.1.0 || fail "deploying 0.1.0 failed; it should succeed"
 v1="$(serving)"
 [ "$v1" = 0.1.0 ] || fail "after deploying 0.1.0, $url/version says \"$v1\", want 0.1.0"
-running="$(docker inspect --format '{{.Config.Image}}' "$(docker ps -q --filter "label=io.gantry.project=$project" --filter label=io.gantry.release=0.1.0 | head -n1)")"
-case "$running" in
-*@sha256:*) ;;
-*) fail "the 0.1.0 container runs $running, want an image pinned by digest" ;;
-esac
-printf '    %s/version -> %s; the container runs %s\n' "$url" "$v1" "$running"
+digest_v1="$("$GANTRY" releases 0.1.0 --output json | sed -n 's/.*"digest": "\(sha256:[0-9a-f]*\)".*/\1/p' | head -n1)"
+[ -n "$digest_v1" ] || fail "gantry releases 0.1.0 records no digest"
+cid="$(docker ps -q --filter "label=io.gantry.project=$project" --filter label=io.gantry.release=0.1.0 | head -n1)"
+docker image inspect --format '{{join .RepoDigests " "}}' "$(docker inspect --format '{{.Image}}' "$cid")" |
+	grep -q "hello/web@$digest_v1" || fail "the 0.1.0 container does not run the released digest $digest_v1"
+printf '    %s/version -> %s; the container runs hello/web@%s\n' "$url" "$v1" "$digest_v1"
 git tag --list 'v*' | grep -qx v0.1.0 || fail "gantry release made no git tag v0.1.0"
 done_step "0.1.0 released, tagged v0.1.0, deployed by digest"
 
@@ -229,7 +228,6 @@ printf '    gantry exited %d; %s/version -> %s\n' "$rc" "$url" "$v2"
 done_step "0.2.0 failed its health gate, rolled back (exit $rc)"
 
 section "A version tag never moves"
-digest_v1="$("$GANTRY" releases 0.1.0 --output json | sed -n 's/.*"digest": "\(sha256:[0-9a-f]*\)".*/\1/p' | head -n1)"
 echo "    gantry push of the 0.2.0 build as tag 0.1.0 (checked before any tag moves):"
 rc_push=0
 show "$GANTRY" push web --tag 0.1.0 2>&1 | sed 's/^/    /' || rc_push=${PIPESTATUS[0]}
@@ -256,7 +254,8 @@ section "Kill gantry in the middle of a deploy, and recover"
 sed -i 's/^\tmode    = "unhealthy"/\tmode    = "healthy"/' main.go
 commit "fix: answer 200 on /healthz again"
 binaries
-show "$GANTRY" release >/dev/null || fail "gantry release of 0.2.1 failed"
+"$GANTRY" release >/dev/null 2>&1 || fail "gantry release of 0.2.1 failed"
+echo "    $ gantry release   # 0.2.1"
 echo "    released 0.2.1; deploying it in the background, then kill -9 while it waits for health"
 "$GANTRY" deploy staging --release 0.2.1 >/dev/null 2>&1 &
 pid=$!

@@ -149,6 +149,7 @@ Start with:
 	root.AddCommand(newRegistryCmd(g))
 	root.AddCommand(newBuildCmd(g))
 	root.AddCommand(newPushCmd(g))
+	root.AddCommand(newReleaseCmd(g))
 	return root
 }
 
@@ -212,6 +213,7 @@ func (g *globals) open(envName string, rep deploy.Reporter) (*session, error) {
 		rep = quietReporter{}
 	}
 	rt.SetPullProgress(rep.Note)
+	rt.SetRegistryAuth(pullAuth(f.Registry))
 	eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(rep), deploy.WithLogger(g.log))
 	return &session{file: f, env: env, rt: rt, store: st, engine: eng}, nil
 }
