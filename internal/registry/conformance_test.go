@@ -71,6 +71,7 @@ func TestConformance(t *testing.T) {
 		"OCI_API_TAGS_DELETE=true",
 		"OCI_API_BLOBS_DELETE=true",
 		"OCI_API_TAGS_LIST=true",
+		"OCI_API_BLOBS_UPLOAD_CANCEL=true", // off by default; gantry supports it
 		"OCI_RESULTS_DIR="+results,
 		"OCI_LOG=error",
 	)

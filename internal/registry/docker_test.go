@@ -131,11 +131,11 @@ func TestDockerPushPullByDigest(t *testing.T) {
 	if err := dockerPull(c, byDigest, dockerAuth(t, addr, "ci", "ci-password")); err != nil {
 		t.Fatalf("docker pull %s: %v", byDigest, err)
 	}
-	pulled, _, err := c.ImageInspectWithRaw(ctx, byDigest)
+	pulled, err := c.ImageInspect(ctx, byDigest)
 	if err != nil {
 		t.Fatalf("inspect pulled image: %v", err)
 	}
-	want, _, err := c.ImageInspectWithRaw(ctx, src)
+	want, err := c.ImageInspect(ctx, src)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,6 +141,12 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !r.authenticate(w, req) {
 		return
 	}
+	r.dispatch(w, req)
+}
+
+// dispatch sends an authenticated request to gantry's handling or to
+// distribution's.
+func (r *Registry) dispatch(w http.ResponseWriter, req *http.Request) {
 	rt := parseRoute(req.URL.Path)
 	switch rt.kind {
 	case "manifest":
@@ -166,6 +172,14 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		q := req.URL.Query()
 		if d, ok := nonCanonical(q.Get("mount")); ok && q.Get("from") != "" && req.Method == http.MethodPost {
 			r.mountAlias(w, req, rt.repo, d)
+			return
+		}
+		if q.Get("mount") != "" && q.Get("from") == "" && req.Method == http.MethodPost {
+			r.mountAnywhere(w, req, rt.repo, q.Get("mount"))
+			return
+		}
+		if q.Get("digest") != "" && q.Get("mount") == "" && req.Method == http.MethodPost {
+			r.monolithicUpload(w, req)
 			return
 		}
 	case "referrers":
