@@ -192,7 +192,7 @@ func runRelease(cmd *cobra.Command, g *globals, fl *releaseCmdFlags, services []
 		svc := r.Service
 		b, err := imgs.Build(ctx, dc, r, func(msg string) { rep.Service(svc, "build", strings.TrimPrefix(msg, svc+": ")) })
 		if err != nil {
-			return fmt.Errorf("build %s: %w", svc, err)
+			return imageErr(fmt.Errorf("build %s: %w", svc, err))
 		}
 		rep.Service(svc, "built", fmt.Sprintf("%s %.19s (%s)", b.Method, b.Digest, strings.Join(b.Platforms, ", ")))
 		ps, err := imgs.PlatformDigests(b.Digest)
