@@ -195,11 +195,7 @@ func runRelease(cmd *cobra.Command, g *globals, fl *releaseCmdFlags, services []
 			return imageErr(fmt.Errorf("build %s: %w", svc, err))
 		}
 		rep.Service(svc, "built", fmt.Sprintf("%s %.19s (%s)", b.Method, b.Digest, strings.Join(b.Platforms, ", ")))
-		ps, err := imgs.PlatformDigests(b.Digest)
-		if err != nil {
-			return err
-		}
-		rec.Images[svc] = store.ReleaseImage{Repository: repos[svc], Digest: b.Digest, Platforms: ps,
+		rec.Images[svc] = store.ReleaseImage{Repository: repos[svc], Digest: b.Digest, Platforms: b.Manifests,
 			Size: b.Size, Method: b.Method, BuiltAt: b.Built}
 		o := out.Images[svc]
 		o.Digest, o.Platforms, o.Method = b.Digest, b.Platforms, b.Method
