@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // maxManifestSize bounds a manifest body the wrapper reads; distribution's
@@ -106,4 +108,64 @@ func (r *Registry) tagDigest(ctx context.Context, repo, tag string) (digest.Dige
 		return "", err
 	}
 	return desc.Digest, nil
+}
+
+// deletable refuses (409) a DELETE that would free an immutable tag: the
+// tag itself, or a manifest an immutable tag holds (distribution removes
+// the tags of a manifest it deletes). Otherwise the tag could be pushed
+// again with other content, which immutability exists to prevent. It
+// reports whether the DELETE may go on.
+func (r *Registry) deletable(w http.ResponseWriter, req *http.Request, repo, ref string) bool {
+	ctx := req.Context()
+	var held []string
+	d, err := digest.Parse(ref)
+	if err != nil {
+		if !r.isImmutable(ref) {
+			return true
+		}
+		current, err := r.tagDigest(ctx, repo, ref)
+		if err != nil || current == "" {
+			return true // distribution answers: unknown tag, or its error
+		}
+		held, d = []string{ref}, current
+	} else {
+		if d.Algorithm() != digest.Canonical {
+			c, err := r.readLink(ctx, revisionLink(repo, d))
+			if err != nil || c == "" {
+				return true
+			}
+			d = c
+		}
+		tags, err := r.tagsOf(ctx, repo, d)
+		if err != nil {
+			return true
+		}
+		for _, t := range tags {
+			if r.isImmutable(t) {
+				held = append(held, t)
+			}
+		}
+	}
+	if len(held) == 0 {
+		return true
+	}
+	r.log.Warn("registry: refused to delete an immutable tag", "repository", repo, "ref", ref, "tags", held, "remote", req.RemoteAddr)
+	writeError(w, http.StatusConflict, "DENIED",
+		fmt.Sprintf("tag %s is immutable: it holds %s and cannot be deleted", strings.Join(held, ", "), d),
+		map[string]any{"repository": repo, "tags": held, "current": d.String(),
+			"hint": "a published version stays; release a new version instead"})
+	return false
+}
+
+// tagsOf lists repo's tags that point to d.
+func (r *Registry) tagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error) {
+	named, err := reference.WithName(repo)
+	if err != nil {
+		return nil, err
+	}
+	rp, err := r.ns.Repository(ctx, named)
+	if err != nil {
+		return nil, err
+	}
+	return rp.Tags(ctx).Lookup(ctx, v1.Descriptor{Digest: d})
 }

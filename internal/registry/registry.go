@@ -154,6 +154,9 @@ func (r *Registry) dispatch(w http.ResponseWriter, req *http.Request) {
 			r.putManifest(w, req, rt.repo, rt.ref)
 			return
 		}
+		if req.Method == http.MethodDelete && len(r.immutable) > 0 && !r.deletable(w, req, rt.repo, rt.ref) {
+			return
+		}
 		if d, ok := nonCanonical(rt.ref); ok {
 			r.manifestByAlias(w, req, rt.repo, d)
 			return

@@ -312,6 +312,20 @@ func TestImmutableTags(t *testing.T) {
 	if got := resp.Header.Get("Docker-Content-Digest"); got != d1.String() {
 		t.Fatalf("v1.2.3 holds %s after the refused push, want %s", got, d1)
 	}
+	// Deleting the tag, or the manifest it holds, would free the tag for
+	// other content: refused too.
+	for _, ref := range []string{"v1.2.3", d1.String()} {
+		resp := c.do("DELETE", "/v2/shop/web/manifests/"+ref, "", nil)
+		if resp.StatusCode != http.StatusConflict {
+			t.Errorf("DELETE %s: %s, want 409: %s", ref, resp.Status, readBody(t, resp))
+		} else if body := readBody(t, resp); !strings.Contains(body, "tag v1.2.3 is immutable") {
+			t.Errorf("DELETE %s: body %s", ref, body)
+		}
+	}
+	resp = c.do("HEAD", "/v2/shop/web/manifests/v1.2.3", "", nil)
+	if got := resp.Header.Get("Docker-Content-Digest"); got != d1.String() {
+		t.Fatalf("v1.2.3 holds %q after the refused deletes, want %s", got, d1)
+	}
 	// Floating tags move; prereleases are versions too.
 	for _, tag := range []string{"latest", "1.2", "sha-abc1234"} {
 		c.pushImage("shop/web", tag, []byte("layer one"))
@@ -323,10 +337,14 @@ func TestImmutableTags(t *testing.T) {
 	if _, _, resp := c.pushImage("shop/web", "2.0.0-rc.1", []byte("layer two")); resp.StatusCode != http.StatusConflict {
 		t.Errorf("moving prerelease tag 2.0.0-rc.1: %s, want 409", resp.Status)
 	}
-	// Pushing by digest is not a tag move.
+	// Pushing by digest is not a tag move; floating tags and untagged
+	// manifests delete.
 	m3, d3, _ := c.pushImage("shop/web", "scratch", []byte("layer three"))
 	if resp := c.do("PUT", "/v2/shop/web/manifests/"+d3.String(), "application/vnd.oci.image.manifest.v1+json", m3); resp.StatusCode != http.StatusCreated {
 		t.Errorf("push by digest: %s", resp.Status)
+	}
+	if resp := c.do("DELETE", "/v2/shop/web/manifests/"+d3.String(), "", nil); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("DELETE a manifest held by a floating tag: %s: %s", resp.Status, readBody(t, resp))
 	}
 }
 
