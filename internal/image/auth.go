@@ -202,6 +202,15 @@ func registryErrOpts(registry string, err error, opts PushOptions) error {
 		}
 		return fmt.Errorf("%w: registry %s %s (%s); %s", ErrUnauthorized, registry, what, status, how)
 	}
+	if errors.As(err, &terr) && len(terr.Errors) > 0 && terr.StatusCode != http.StatusUnauthorized {
+		// The registry said why (an immutable tag, a bad manifest): its
+		// messages, without the structured detail that would print as a Go map.
+		var msgs []string
+		for _, d := range terr.Errors {
+			msgs = append(msgs, string(d.Code)+": "+d.Message)
+		}
+		return fmt.Errorf("registry %s refused it (%d %s): %s", registry, terr.StatusCode, http.StatusText(terr.StatusCode), strings.Join(msgs, "; "))
+	}
 	var oerr *net.OpError
 	if errors.As(err, &oerr) {
 		return fmt.Errorf("%w: registry %s: %v; check the host and port in gantry.yaml and that the registry is running", ErrUnreachable, registry, oerr)
