@@ -77,7 +77,13 @@ else
 		rm -f /var/run/docker.pid
 	fi
 	say "starting dockerd in the background (log: $LOG)"
-	nohup dockerd >>"$LOG" 2>&1 </dev/null &
+	# In a session of its own: a Ctrl-C of make, or the end of the shell
+	# that ran it, must not take the daemon (and every container) down.
+	if command -v setsid >/dev/null 2>&1; then
+		setsid nohup dockerd >>"$LOG" 2>&1 </dev/null &
+	else
+		nohup dockerd >>"$LOG" 2>&1 </dev/null &
+	fi
 fi
 
 printf 'gantry-setup: waiting for the docker engine (up to %ss) ' "$WAIT_SECONDS"
