@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # bench/run.sh: `make bench`. Times gantry deploy against docker compose up -d --wait
 # on the stacks in bench/stacks, side by side in one run, and prints the ratios,
-# gantry's verdict latency and rollback time against the goals; then bench/version.sh
+# gantry's verdict latency and rollback time against the goals; then bench/push.sh
+# (gantry push, crane push and docker push of a ~200 MB image into one registry, a
+# second push, and the bytes a copy to another repository sends) and bench/version.sh
 # (gantry tags against git log on 10,000 commits).
 #
 # Environment: GANTRY (gantry binary, default bin/gantry), BENCH_ROUNDS (default 3),
 # BENCH_IMAGE / BENCH_BAD_IMAGE (default gantry-example/app:1.0.0 / :2.0.0-unhealthy),
-# BENCH_SKIP_IMAGES=1 to use images already built. Extra arguments go to gantry-bench
+# BENCH_SKIP_IMAGES=1 to use images already built, BENCH_PARTS (default
+# "deploy push version") to run only some parts. Extra arguments go to gantry-bench
 # (e.g. -compose-only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,21 +17,28 @@ export PATH="/usr/local/go/bin:$PATH"
 GANTRY="${GANTRY:-$PWD/bin/gantry}"
 export GANTRY
 
-bash scripts/ensure-compose.sh
-if [ -z "${BENCH_SKIP_IMAGES:-}" ]; then
-	echo "bench: building the example images (examples/build.sh --all)"
-	bash examples/build.sh --all >/dev/null
+PARTS=" ${BENCH_PARTS:-deploy push version} "
+
+if [[ $PARTS == *" deploy "* ]]; then
+	bash scripts/ensure-compose.sh
+	if [ -z "${BENCH_SKIP_IMAGES:-}" ]; then
+		echo "bench: building the example images (examples/build.sh --all)"
+		bash examples/build.sh --all >/dev/null
+	fi
+
+	mkdir -p bin
+	go build -o bin/gantry-bench ./bench/cmd/gantry-bench
+
+	# gantry-bench cleans up after itself, also on Ctrl-C; this catches a kill of it.
+	cleanup() { timeout 180 bin/gantry-bench -cleanup >/dev/null 2>&1 || true; }
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+
+	bin/gantry-bench -dir bench "$@"
 fi
 
-mkdir -p bin
-go build -o bin/gantry-bench ./bench/cmd/gantry-bench
-
-# gantry-bench cleans up after itself, also on Ctrl-C; this catches a kill of it.
-cleanup() { timeout 180 bin/gantry-bench -cleanup >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-bin/gantry-bench -dir bench "$@"
+# Pushes: gantry against crane and docker push, and the bytes of a copy.
+if [[ $PARTS == *" push "* ]]; then bash bench/push.sh; fi
 
 # Releases: version + tags against git log.
-bash bench/version.sh
+if [[ $PARTS == *" version "* ]]; then bash bench/version.sh; fi

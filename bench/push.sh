@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# bench/push.sh: pushing a ~200 MB multi-layer image with gantry push, crane
+# push and docker push, side by side in one run, into the same registry
+# (gantry's embedded one, on loopback); a second push of each when every
+# blob is there; and copying the release to another repository of the same
+# registry, through bench/cmd/countproxy, which counts the bytes each tool
+# sends.
+# Goals: push at least as fast as crane and 2x faster than docker push; the
+# second push near-instant; a copy sends under 0.1% of the image's bytes.
+#
+# Each round starts a fresh registry on a new port, so that no tool can
+# mount or skip a blob thanks to an earlier round: docker's and gantry's
+# memory of which repository holds which blob is per registry host.
+# Within a round the tools take turns going first.
+#
+# The image is built FROM scratch out of random (incompressible) data, so no
+# public registry is involved. Inputs: gantry pushes its image store (what
+# gantry build saved from the engine: gzipped layers, digests known); crane
+# pushes a copy of that same OCI layout (the same blobs and manifest, so both
+# send exactly the same bytes and neither hashes or compresses anything);
+# docker pushes the image from its engine (it compresses the layers as it
+# pushes: that is what docker push costs).
+#
+# Environment: GANTRY (default bin/gantry), BENCH_ROUNDS (default 3),
+# BENCH_PUSH_MB (default 200), BENCH_KEEP=1 keeps the work dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+export DOCKER_BUILDKIT=0 # the classic builder: Debian's docker has no buildx
+GANTRY="${GANTRY:-$PWD/bin/gantry}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+MB="${BENCH_PUSH_MB:-200}"
+CRANE_VERSION=v0.22.1
+LABEL=io.gantry.bench=push
+IMAGE=gantry-bench-push/app:1.0.0
+STEP_TIMEOUT=600 # seconds, for any one push, copy or build
+
+say() { printf 'bench: %s\n' "$*"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+((ROUNDS >= 1 && ROUNDS <= 20)) || die "BENCH_ROUNDS=$ROUNDS: give 1 to 20"
+((MB >= 8 && MB <= 4096)) || die "BENCH_PUSH_MB=$MB: give 8 to 4096"
+[ -x "$GANTRY" ] || die "no gantry binary at $GANTRY: run make build"
+timeout 30 docker info >/dev/null 2>&1 || die "no Docker engine answers: run make deps"
+
+work="$(mktemp -d /tmp/gantry-bench-push.XXXXXX)"
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	local ids
+	ids="$(timeout 60 docker images -q --filter "label=$LABEL" | sort -u)" || true
+	if [ -n "$ids" ]; then
+		# shellcheck disable=SC2086
+		timeout 120 docker rmi -f $ids >/dev/null 2>&1 || true
+	fi
+	if [ -n "${BENCH_KEEP:-}" ]; then say "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+say "push: work dir $work"
+
+# --- tools -----------------------------------------------------------------
+GOBIN="${GOBIN:-$(go env GOBIN)}"
+GOBIN="${GOBIN:-$(go env GOPATH)/bin}"
+CRANE="$GOBIN/crane"
+if [ "$(timeout 10 "$CRANE" version 2>/dev/null)" != "$CRANE_VERSION" ]; then
+	say "installing crane $CRANE_VERSION into $GOBIN (go install github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION)"
+	GOBIN="$GOBIN" timeout 600 go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" ||
+		die "could not install crane $CRANE_VERSION with go install; check that the Go module proxy answers (go env GOPROXY)"
+	[ "$(timeout 10 "$CRANE" version 2>/dev/null)" = "$CRANE_VERSION" ] || die "$CRANE is not crane $CRANE_VERSION after go install"
+fi
+go build -o "$work/bin/countproxy" ./bench/cmd/countproxy
+go build -o "$work/bin/gantrycopy" ./bench/cmd/gantrycopy
+
+# --- the image ---------------------------------------------------------------
+# Eight layers of random data, of different sizes, in proportion 1:3:6:10:14:18:22:26
+# of BENCH_PUSH_MB (2, 6, 12, 20, 28, 36, 44, 52 MB at 200).
+proj="$work/project"
+mkdir -p "$proj/data"
+parts=(1 3 6 10 14 18 22 26)
+{
+	echo "FROM scratch"
+	echo "LABEL $LABEL"
+	i=0
+	for p in "${parts[@]}"; do
+		kb=$((MB * 1024 * p / 100))
+		head -c "$((kb * 1024))" /dev/urandom >"$proj/data/layer$i.bin"
+		echo "COPY data/layer$i.bin /data/layer$i.bin"
+		i=$((i + 1))
+	done
+} >"$proj/Dockerfile"
+say "building $IMAGE: ${#parts[@]} layers of random data, $(du -sm "$proj/data" | cut -f1) MB, FROM scratch"
+timeout "$STEP_TIMEOUT" docker build -q -t "$IMAGE" "$proj" >"$work/docker-build.log" 2>&1 ||
+	die "docker build failed: $(cat "$work/docker-build.log")"
+
+cat >"$proj/compose.yaml" <<EOF
+services:
+  app:
+    image: bench/app
+EOF
+gantry_yaml() { # registry host:port, repository
+	cat >"$proj/gantry.yaml" <<EOF
+project: benchpush
+compose: compose.yaml
+registry:
+  url: $1
+services:
+  app:
+    image: $2
+    build:
+      context: .
+      dockerfile: Dockerfile
+environments:
+  bench: {}
+EOF
+}
+gantry_yaml 127.0.0.1:1 bench/app
+say "gantry build (engine method, into gantry's image store; not timed)"
+(cd "$proj" && timeout "$STEP_TIMEOUT" "$GANTRY" build app --output json) >"$work/build.json" 2>"$work/build.log" ||
+	die "gantry build failed: $(tail -20 "$work/build.log")"
+method="$(jq -r '.[0].method' "$work/build.json")"
+[ "$method" = engine ] || die "gantry build used the $method method, not engine: $(cat "$work/build.json")"
+digest="$(jq -r '.[0].digest' "$work/build.json")"
+# crane's input: the same OCI layout, copied (gantry's store holds this one image).
+cp -r "$proj/.gantry/images" "$work/crane-layout"
+rm -f "$work/crane-layout/pushed.json"
+[ "$(jq '.manifests | length' "$work/crane-layout/index.json")" = 1 ] || die "gantry's store holds more than one image"
+say "gantry built $digest; crane pushes a copy of gantry's store (OCI layout, same blobs)"
+
+# --- helpers ---------------------------------------------------------------
+now_ns() { date +%s%N; }
+free_port() { # a port nothing listens on, from a range no other bench uses
+	local p n
+	for ((n = 0; n < 100; n++)); do
+		p=$((30000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	die "found no free port in 100 tries"
+}
+wait_http() { # url: wait up to 10 s for an answer
+	local n
+	for ((n = 0; n < 100; n++)); do
+		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	die "nothing answers at $1 after 10 s"
+}
+# timed NAME FUNC: runs FUNC (bounded: timeout runs it in a bash of its own), records its time in ms as T[NAME],
+# fails the bench when CMD fails.
+declare -A T BEST BYTES
+timed() {
+	local name=$1 t0 t1
+	shift
+	t0=$(now_ns)
+	if ! timeout "$STEP_TIMEOUT" bash -c "$*" >"$work/$name.log" 2>"$work/$name.err"; then
+		cat "$work/$name.log" "$work/$name.err" >&2
+		die "$name failed: $*"
+	fi
+	t1=$(now_ns)
+	T[$name]=$(((t1 - t0) / 1000000))
+	if [ -z "${BEST[$name]:-}" ] || ((T[$name] < BEST[$name])); then BEST[$name]=${T[$name]}; fi
+}
+counts() { curl -fsS --max-time 10 "http://$proxy/-/counts"; }
+reset_counts() { curl -fsS --max-time 10 -X POST "http://$proxy/-/reset"; }
+
+push_gantry() { (cd "$proj" && "$GANTRY" push app --tag 1.0.0 --output json); }
+push_crane() { "$CRANE" push "$work/crane-layout" "$reg/bench/crane-r$round:1.0.0"; }
+push_docker() { docker push -q "$reg/bench/docker-r$round:1.0.0"; }
+copy_gantry() { "$work/bin/gantrycopy" -src "$proxy/bench/gantry-r$round@$digest" -dst "$proxy/bench/gantry-copy-r$round" -tag 1.0.0; }
+copy_crane() { "$CRANE" copy "$proxy/bench/gantry-r$round@$digest" "$proxy/bench/crane-copy-r$round:1.0.0"; }
+copy_docker() {
+	docker pull -q "$proxy/bench/gantry-r$round@$digest" &&
+		docker tag "$proxy/bench/gantry-r$round@$digest" "$proxy/bench/docker-copy-r$round:1.0.0" &&
+		docker push -q "$proxy/bench/docker-copy-r$round:1.0.0"
+}
+export -f push_gantry push_crane push_docker copy_gantry copy_crane copy_docker
+export GANTRY CRANE work proj digest
+
+tools=(gantry crane docker)
+image_bytes=0
+for ((round = 1; round <= ROUNDS; round++)); do
+	port=$(free_port)
+	export reg="127.0.0.1:$port" round
+	mkdir -p "$work/registry-r$round"
+	"$GANTRY" registry serve --addr "$reg" --root "$work/registry-r$round" \
+		--state-dir "$work/registry-r$round" >"$work/registry-r$round.log" 2>&1 &
+	pids+=($!)
+	wait_http "http://$reg/v2/"
+	rm -f "$work/proxy.addr"
+	"$work/bin/countproxy" -listen 127.0.0.1:0 -target "$reg" -addr-file "$work/proxy.addr" >"$work/proxy-r$round.log" 2>&1 &
+	pids+=($!)
+	for ((n = 0; n < 100; n++)); do [ -s "$work/proxy.addr" ] && break; sleep 0.1; done
+	export proxy
+	proxy="$(cat "$work/proxy.addr")" || die "countproxy did not start: $(cat "$work/proxy-r$round.log")"
+	wait_http "http://$proxy/v2/"
+
+	gantry_yaml "$reg" "bench/gantry-r$round"
+	timeout 60 docker tag "$IMAGE" "$reg/bench/docker-r$round:1.0.0"
+	# Who goes first changes every round.
+	order=("${tools[@]:$(((round - 1) % 3))}" "${tools[@]:0:$(((round - 1) % 3))}")
+	for t in "${order[@]}"; do timed "push1:$t" "push_$t"; done
+	for t in "${order[@]}"; do timed "push2:$t" "push_$t"; done
+	# The copy goes through the proxy; every tool copies gantry's push.
+	for t in "${order[@]}"; do
+		reset_counts
+		timed "copy:$t" "copy_$t"
+		counts >"$work/counts-$t-r$round.json"
+		b=$(jq '.total.body_bytes' "$work/counts-$t-r$round.json")
+		if [ -z "${BYTES[$t]:-}" ] || ((b > BYTES[$t])); then BYTES[$t]=$b; fi
+	done
+	# gantry sent every blob the first time, none the second.
+	jq -e --arg d "$digest" '.[0].digest == $d and .[0].blobs_uploaded > 0' "$work/push1:gantry.log" >/dev/null ||
+		die "gantry's first push did not upload $digest: $(cat "$work/push1:gantry.log")"
+	jq -e '.[0].blobs_uploaded == 0 and .[0].bytes_uploaded == 0' "$work/push2:gantry.log" >/dev/null ||
+		die "gantry's second push uploaded blobs: $(cat "$work/push2:gantry.log")"
+	if ((round == 1)); then
+		# The image's bytes as the registry holds them: config and layers.
+		image_bytes=$(curl -fsS --max-time 10 -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+			"http://$reg/v2/bench/gantry-r$round/manifests/$digest" | jq '.config.size + ([.layers[].size] | add)')
+		want=$("$CRANE" digest "$reg/bench/crane-r$round:1.0.0")
+		[ "$want" = "$digest" ] || die "crane pushed $want, not gantry's $digest: the inputs differ"
+	fi
+	printf 'bench: round %d/%d: push %s, again %s, copy %s (ms; bytes sent %s)\n' "$round" "$ROUNDS" \
+		"$(for t in "${tools[@]}"; do printf '%s=%s ' "$t" "${T[push1:$t]}"; done)" \
+		"$(for t in "${tools[@]}"; do printf '%s=%s ' "$t" "${T[push2:$t]}"; done)" \
+		"$(for t in "${tools[@]}"; do printf '%s=%s ' "$t" "${T[copy:$t]}"; done)" \
+		"$(for t in "${tools[@]}"; do printf '%s=%s ' "$t" "$(jq '.total.body_bytes' "$work/counts-$t-r$round.json")"; done)"
+
+	kill "${pids[@]}" 2>/dev/null || true
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=()
+	rm -rf "$work/registry-r$round"
+done
+
+# --- the table ---------------------------------------------------------------
+sec() { awk -v ms="$1" 'BEGIN { printf "%.2f s", ms / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) b = 1; printf "%.2f", a / b }'; }
+verdict() { awk -v x="$1" -v max="$2" 'BEGIN { exit !(x <= max) }' && echo met || echo "NOT met"; }
+human() { awk -v n="$1" 'BEGIN { if (n >= 1048576) printf "%.1f MB", n / 1048576; else if (n >= 1024) printf "%.1f kB", n / 1024; else printf "%d B", n }'; }
+
+printf '\n%-40s %12s %12s %12s\n' "push, $(human "$image_bytes") in ${#parts[@]} layers; best of $ROUNDS" gantry crane docker
+printf '  %-38s %12s %12s %12s\n' "first push" "$(sec "${BEST[push1:gantry]}")" "$(sec "${BEST[push1:crane]}")" "$(sec "${BEST[push1:docker]}")"
+printf '  %-38s %12s %12s %12s\n' "second push (every blob there)" "$(sec "${BEST[push2:gantry]}")" "$(sec "${BEST[push2:crane]}")" "$(sec "${BEST[push2:docker]}")"
+printf '  %-38s %12s %12s %12s\n' "copy to another repository" "$(sec "${BEST[copy:gantry]}")" "$(sec "${BEST[copy:crane]}")" "$(sec "${BEST[copy:docker]}")"
+printf '  %-38s %12s %12s %12s\n' "copy: bytes sent (most of any round)" "$(human "${BYTES[gantry]}")" "$(human "${BYTES[crane]}")" "$(human "${BYTES[docker]}")"
+printf '  %s\n' "(docker's copy is pull + tag + push; bytes sent are request bodies, through countproxy)"
+
+r_crane=$(ratio "${BEST[push1:gantry]}" "${BEST[push1:crane]}")
+r_docker=$(ratio "${BEST[push1:gantry]}" "${BEST[push1:docker]}")
+second=$(awk -v ms="${BEST[push2:gantry]}" 'BEGIN { printf "%.2f", ms / 1000 }')
+pct=$(awk -v b="${BYTES[gantry]}" -v i="$image_bytes" 'BEGIN { if (i == 0) i = 1; printf "%.4f", 100 * b / i }')
+printf '\ngoals\n'
+printf '  %-38s %12s  (goal <= 1.0: %s)\n' "push: gantry / crane" "$r_crane" "$(verdict "$r_crane" 1.0)"
+printf '  %-38s %12s  (goal <= 0.5: %s)\n' "push: gantry / docker" "$r_docker" "$(verdict "$r_docker" 0.5)"
+printf '  %-38s %10s s  (goal near-instant, <= 1 s: %s)\n' "second push: gantry" "$second" "$(verdict "$second" 1.0)"
+printf '  %-38s %11s%%  (goal < 0.1%% of the image: %s)\n' "copy: gantry's bytes sent" "$pct" "$(awk -v p="$pct" 'BEGIN { exit !(p < 0.1) }' && echo met || echo "NOT met")"
