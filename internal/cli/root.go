@@ -150,6 +150,8 @@ Start with:
 	root.AddCommand(newBuildCmd(g))
 	root.AddCommand(newPushCmd(g))
 	root.AddCommand(newReleaseCmd(g))
+	root.AddCommand(newTokenCmd(g))
+	root.AddCommand(newAuditCmd(g))
 	return root
 }
 

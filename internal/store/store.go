@@ -102,6 +102,10 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 `
 
+// schemas are applied in order when the store opens; each is idempotent
+// (CREATE ... IF NOT EXISTS), so opening is also migrating.
+var schemas = []string{schema, auditSchema, tokenSchema}
+
 // Open opens (creating when needed) the store in dir.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -116,9 +120,11 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if _, err := db.Exec(schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("prepare %s: %w", path, err)
+	for _, ddl := range schemas {
+		if _, err := db.Exec(ddl); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("prepare %s: %w", path, err)
+		}
 	}
 	return &Store{db: db}, nil
 }
