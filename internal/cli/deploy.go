@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -9,7 +8,6 @@ import (
 
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
-	"github.com/gantryhq/gantry/internal/store"
 )
 
 type deployFlags struct {
@@ -79,33 +77,10 @@ func runDeploy(cmd *cobra.Command, g *globals, envName string, fl deployFlags) e
 	return err
 }
 
-// releasedImages pins the services of a recorded release to the digests
-// it pushed, so what runs is exactly what was released. A release gantry
-// has no record of stays a name for the compose file's images, as before
-// gantry release existed. --image still overrides a service.
+// releasedImages pins the services of a recorded release to its digests;
+// see deploy.PinRelease.
 func releasedImages(cmd *cobra.Command, s *session, m *config.Model, version string, images map[string]string) (map[string]string, error) {
-	r, err := s.store.GetRelease(cmd.Context(), s.file.Project, version)
-	if errors.Is(err, store.ErrNotFound) {
-		return images, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if r.State != store.ReleaseReleased {
-		return nil, fmt.Errorf("%w: release %s is %s, not released (%s); run gantry release again, or see gantry releases", errUsage, version, r.State, r.Reason)
-	}
-	if images == nil {
-		images = map[string]string{}
-	}
-	for svc, img := range r.Images {
-		if _, ok := m.Compose.Services[svc]; !ok {
-			continue
-		}
-		if _, ok := images[svc]; !ok {
-			images[svc] = img.Ref()
-		}
-	}
-	return images, nil
+	return deploy.PinRelease(cmd.Context(), s.store, m, s.file.Project, version, images)
 }
 
 func newRollbackCmd(g *globals) *cobra.Command {

@@ -1,40 +1,10 @@
 package cli
 
 import (
-	"strings"
-
-	dockerregistry "github.com/docker/docker/api/types/registry"
-
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/image"
 )
 
 // pullAuth gives the Docker engine credentials for the images a deploy
-// pulls, as the docker CLI would: gantry.yaml's registry credentials for
-// its registry.url, and for every registry the Docker config, its
-// credential helpers and GITHUB_TOKEN for ghcr.io.
-func pullAuth(r config.Registry) func(ref string) (string, error) {
-	return func(ref string) (string, error) {
-		repo := ref
-		if i := strings.Index(repo, "@"); i >= 0 {
-			repo = repo[:i]
-		}
-		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-			repo = repo[:i]
-		}
-		host, _, _ := strings.Cut(repo, "/")
-		var opts image.PushOptions
-		if rh, _, _ := strings.Cut(r.Host(), "/"); rh != "" && rh == host {
-			opts = image.PushOptionsFor(r)
-		}
-		user, pass, err := image.Credentials(repo, opts)
-		if err != nil || user == "" {
-			return "", err
-		}
-		a := dockerregistry.AuthConfig{Username: user, Password: pass, ServerAddress: host}
-		if user == "<token>" {
-			a = dockerregistry.AuthConfig{IdentityToken: pass, ServerAddress: host}
-		}
-		return dockerregistry.EncodeAuthConfig(a)
-	}
-}
+// pulls; see image.PullAuth.
+func pullAuth(r config.Registry) func(ref string) (string, error) { return image.PullAuth(r) }

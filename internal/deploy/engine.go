@@ -56,6 +56,7 @@ type Engine struct {
 	report   Reporter
 	log      *slog.Logger
 	actor    string
+	created  func(*store.Deployment)
 }
 
 // Option configures an Engine.
@@ -69,6 +70,11 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 
 // WithActor names who runs the deployments, for the record.
 func WithActor(a string) Option { return func(e *Engine) { e.actor = a } }
+
+// WithCreated calls fn with every deployment (deploy or rollback) as soon
+// as it is recorded, before any work on it: a server answers its client
+// with the deployment's id then, and the client follows it.
+func WithCreated(fn func(*store.Deployment)) Option { return func(e *Engine) { e.created = fn } }
 
 // New returns an engine over a runtime and a store; stateDir holds secret
 // files written for containers.
@@ -181,6 +187,9 @@ func (e *Engine) Deploy(ctx context.Context, m *config.Model, release string, im
 	if err := e.store.Create(ctx, d); err != nil {
 		return nil, err
 	}
+	if e.created != nil {
+		e.created(d)
+	}
 	plan.ID = d.PlanID
 	res, err := e.run(ctx, lock, d, plan, prev, PolicyOf(m.Env))
 	if res != nil {
@@ -253,6 +262,9 @@ func (e *Engine) Rollback(ctx context.Context, project string, env *config.Envir
 		PreviousID: serving.ID, Plan: planRow.Plan, Actor: e.actor, PID: os.Getpid()}
 	if err := e.store.Create(ctx, d); err != nil {
 		return nil, err
+	}
+	if e.created != nil {
+		e.created(d)
 	}
 	e.report.Note(fmt.Sprintf("rolling %s back from %s to %s", env.Name, serving.Release, target.Release))
 	res, err := e.run(ctx, lock, d, plan, serving, PolicyOf(env))
