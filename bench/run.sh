@@ -9,7 +9,7 @@
 # Environment: GANTRY (gantry binary, default bin/gantry), BENCH_ROUNDS (default 3),
 # BENCH_IMAGE / BENCH_BAD_IMAGE (default gantry-example/app:1.0.0 / :2.0.0-unhealthy),
 # BENCH_SKIP_IMAGES=1 to use images already built, BENCH_PARTS (default
-# "deploy push version") to run only some parts. Extra arguments go to gantry-bench
+# "deploy push version lint") to run only some parts. Extra arguments go to gantry-bench
 # (e.g. -compose-only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ export PATH="/usr/local/go/bin:$PATH"
 GANTRY="${GANTRY:-$PWD/bin/gantry}"
 export GANTRY
 
-PARTS=" ${BENCH_PARTS:-deploy push version} "
+PARTS=" ${BENCH_PARTS:-deploy push version lint} "
 
 if [[ $PARTS == *" deploy "* ]]; then
 	bash scripts/ensure-compose.sh
@@ -42,3 +42,6 @@ if [[ $PARTS == *" push "* ]]; then bash bench/push.sh; fi
 
 # Releases: version + tags against git log.
 if [[ $PARTS == *" version "* ]]; then bash bench/version.sh; fi
+
+# Lint: files per second over a generated corpus, and examples/ against 100 ms.
+if [[ $PARTS == *" lint "* ]]; then bash bench/lint.sh; fi

@@ -152,6 +152,7 @@ Start with:
 	root.AddCommand(newReleaseCmd(g))
 	root.AddCommand(newTokenCmd(g))
 	root.AddCommand(newAuditCmd(g))
+	root.AddCommand(newLintCmd(g))
 	return root
 }
 

@@ -52,6 +52,7 @@ type File struct {
 	Environments map[string]*Environment `yaml:"environments" json:"environments"`
 	Release      Release                 `yaml:"release" json:"release"`
 	Registry     Registry                `yaml:"registry" json:"registry"`
+	Lint         Lint                    `yaml:"lint" json:"lint"`
 
 	// Path is the file gantry.yaml was read from; Dir is its directory, the
 	// base of every relative path in it.
@@ -484,6 +485,7 @@ func (v *validator) file(f *File) {
 		v.build(name, s.Build)
 	}
 	v.registry(&f.Registry)
+	v.lint(&f.Lint)
 	if len(f.Environments) == 0 {
 		v.fail("no environments; add at least one, for example\n  environments:\n    staging:\n      health: { window: 5m }", "environments")
 	}
@@ -772,6 +774,7 @@ func allowed(typ string) []string {
 		"Release": reflect.TypeOf(Release{}), "Build": reflect.TypeOf(Build{}),
 		"buildFields": reflect.TypeOf(Build{}),
 		"Registry":    reflect.TypeOf(Registry{}),
+		"Lint":        reflect.TypeOf(Lint{}),
 	}
 	t, ok := types[typ]
 	if !ok {

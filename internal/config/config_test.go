@@ -25,6 +25,7 @@ func TestLoadFixtures(t *testing.T) {
 		"good.release.yaml":              {},
 		"good.release-empty-prefix.yaml": {},
 		"good.build.yaml":                {},
+		"good.lint.yaml":                 {},
 
 		"bad.unknown-field.yaml": {line: 4, field: "environments.staging.helth",
 			msg: []string{"unknown field in environment", "allowed: host, compose_files, profiles, env_files, strategy, keep_releases, health"}},
@@ -114,6 +115,14 @@ func TestLoadFixtures(t *testing.T) {
 			msg: []string{`"arm64" is not a platform`}},
 		"bad.release-label.yaml": {line: 5, field: "release.labels.my label",
 			msg: []string{`"my label" is not a label key`}},
+		"bad.lint-rule-id.yaml": {line: 7, field: "lint.disable.1",
+			msg: []string{`"DL3007" is not a rule id`, "GL1001", "gantry lint --rules"}},
+		"bad.lint-severity.yaml": {line: 6, field: "lint.severity.GL2006",
+			msg: []string{`"high" is not a severity`, "error, warning or info"}},
+		"bad.lint-fail-on.yaml": {line: 5, field: "lint.fail_on",
+			msg: []string{`"critical" is not a severity`, "error, warning or info"}},
+		"bad.lint-unknown-field.yaml": {line: 5, field: "lint.ignore",
+			msg: []string{"unknown field in lint", "allowed: disable, severity, fail_on"}},
 	}
 
 	good, err := filepath.Glob(filepath.Join("testdata", "good.*.yaml"))

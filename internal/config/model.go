@@ -31,73 +31,9 @@ func ComposeName(project, env string) string { return project + "-" + env }
 // (interpolation, .env, profiles, extends, override files) and applies
 // gantry.yaml's image overrides.
 func (f *File) Resolve(ctx context.Context, envName string) (*Model, error) {
-	env, err := f.Env(envName)
+	project, env, err := f.ComposeProject(ctx, envName)
 	if err != nil {
 		return nil, err
-	}
-	files := []string(f.Compose)
-	if len(env.ComposeFiles) > 0 {
-		files = env.ComposeFiles
-	}
-	var paths []string
-	for _, c := range files {
-		p := c
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(f.Dir, c)
-		}
-		if _, err := os.Stat(p); err != nil {
-			field := "compose"
-			if len(env.ComposeFiles) > 0 {
-				field = "environments." + envName + ".compose_files"
-			}
-			return nil, &Error{File: filepath.Base(f.Path), Field: field,
-				Msg: fmt.Sprintf("compose file %s not found; create it or fix the path (relative to %s)", c, f.Dir)}
-		}
-		paths = append(paths, p)
-	}
-	// env_files replace the project's .env, as --env-file does for docker
-	// compose; with none, WithEnvFiles() picks up <dir>/.env. WithDotEnv
-	// reads only what WithEnvFiles selected, and never overrides a value
-	// already set, so it runs once, after the selection.
-	var envFiles []string
-	for _, e := range env.EnvFiles {
-		p := e
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(f.Dir, e)
-		}
-		if _, err := os.Stat(p); err != nil {
-			return nil, &Error{File: filepath.Base(f.Path), Field: "environments." + envName + ".env_files",
-				Msg: fmt.Sprintf("env file %s not found; create it or fix the path (relative to %s)", e, f.Dir)}
-		}
-		envFiles = append(envFiles, p)
-	}
-	opts := []cli.ProjectOptionsFn{
-		cli.WithWorkingDirectory(f.Dir),
-		cli.WithName(ComposeName(f.Project, envName)),
-		cli.WithOsEnv,
-		cli.WithEnvFiles(envFiles...),
-		cli.WithDotEnv,
-		cli.WithProfiles(env.Profiles),
-		cli.WithResolvedPaths(true),
-	}
-	po, err := cli.NewProjectOptions(paths, opts...)
-	if err != nil {
-		return nil, &Error{File: strings.Join(files, ", "), Msg: "compose: " + err.Error()}
-	}
-	project, err := po.LoadProject(ctx)
-	if err != nil {
-		return nil, &Error{File: strings.Join(files, ", "), Msg: "compose file: " + err.Error() + "; `docker compose config` shows the same model"}
-	}
-	for name, ref := range f.Services {
-		svc, ok := project.Services[name]
-		if !ok {
-			return nil, &Error{File: filepath.Base(f.Path), Line: 0, Field: "services." + name,
-				Msg: fmt.Sprintf("no service %q in the compose files; known: %s", name, strings.Join(project.ServiceNames(), ", "))}
-		}
-		if ref.Image != "" {
-			svc.Image = ref.Image
-			project.Services[name] = svc
-		}
 	}
 	for name := range env.Health.Probes {
 		if _, ok := project.Services[name]; !ok {
@@ -116,6 +52,83 @@ func (f *File) Resolve(ctx context.Context, envName string) (*Model, error) {
 		return nil, err
 	}
 	return &Model{File: f, Env: env, Compose: project, Order: order}, nil
+}
+
+// ComposeProject loads an environment's compose files with compose-go
+// (interpolation, .env, profiles, extends, override files) and applies
+// gantry.yaml's image overrides, without requiring what a deploy needs (an
+// image for every service): what `gantry lint` checks. project.ComposeFiles
+// names the files read.
+func (f *File) ComposeProject(ctx context.Context, envName string) (*types.Project, *Environment, error) {
+	env, err := f.Env(envName)
+	if err != nil {
+		return nil, nil, err
+	}
+	files := []string(f.Compose)
+	if len(env.ComposeFiles) > 0 {
+		files = env.ComposeFiles
+	}
+	var paths []string
+	for _, c := range files {
+		p := c
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(f.Dir, c)
+		}
+		if _, err := os.Stat(p); err != nil {
+			field := "compose"
+			if len(env.ComposeFiles) > 0 {
+				field = "environments." + envName + ".compose_files"
+			}
+			return nil, nil, &Error{File: filepath.Base(f.Path), Field: field,
+				Msg: fmt.Sprintf("compose file %s not found; create it or fix the path (relative to %s)", c, f.Dir)}
+		}
+		paths = append(paths, p)
+	}
+	// env_files replace the project's .env, as --env-file does for docker
+	// compose; with none, WithEnvFiles() picks up <dir>/.env. WithDotEnv
+	// reads only what WithEnvFiles selected, and never overrides a value
+	// already set, so it runs once, after the selection.
+	var envFiles []string
+	for _, e := range env.EnvFiles {
+		p := e
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(f.Dir, e)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return nil, nil, &Error{File: filepath.Base(f.Path), Field: "environments." + envName + ".env_files",
+				Msg: fmt.Sprintf("env file %s not found; create it or fix the path (relative to %s)", e, f.Dir)}
+		}
+		envFiles = append(envFiles, p)
+	}
+	opts := []cli.ProjectOptionsFn{
+		cli.WithWorkingDirectory(f.Dir),
+		cli.WithName(ComposeName(f.Project, envName)),
+		cli.WithOsEnv,
+		cli.WithEnvFiles(envFiles...),
+		cli.WithDotEnv,
+		cli.WithProfiles(env.Profiles),
+		cli.WithResolvedPaths(true),
+	}
+	po, err := cli.NewProjectOptions(paths, opts...)
+	if err != nil {
+		return nil, nil, &Error{File: strings.Join(files, ", "), Msg: "compose: " + err.Error()}
+	}
+	project, err := po.LoadProject(ctx)
+	if err != nil {
+		return nil, nil, &Error{File: strings.Join(files, ", "), Msg: "compose file: " + err.Error() + "; `docker compose config` shows the same model"}
+	}
+	for name, ref := range f.Services {
+		svc, ok := project.Services[name]
+		if !ok {
+			return nil, nil, &Error{File: filepath.Base(f.Path), Line: 0, Field: "services." + name,
+				Msg: fmt.Sprintf("no service %q in the compose files; known: %s", name, strings.Join(project.ServiceNames(), ", "))}
+		}
+		if ref.Image != "" {
+			svc.Image = ref.Image
+			project.Services[name] = svc
+		}
+	}
+	return project, env, nil
 }
 
 // IsJob says whether a service is a one-shot job that must exit 0.

@@ -1,0 +1,4 @@
+FROM scratch
+COPY worker /worker
+USER 65532
+ENTRYPOINT ["/worker"]

@@ -1,0 +1,5 @@
+FROM alpine:3.20 AS base
+HEALTHCHECK CMD ["/app", "check"]
+FROM base
+USER 10001
+HEALTHCHECK NONE

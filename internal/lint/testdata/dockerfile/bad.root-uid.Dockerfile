@@ -1,0 +1,5 @@
+ARG UID=0
+FROM alpine:3.20
+ARG UID
+USER ${UID}:0
+HEALTHCHECK CMD ["/app", "check"]

@@ -1,0 +1,5 @@
+FROM alpine:3.20
+ENV DB_PASSWORD=hunter2 \
+    APP_PORT=8080
+USER 10001
+HEALTHCHECK CMD ["/app", "check"]
