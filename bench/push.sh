@@ -74,6 +74,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 say "push: work dir $work, registry content in $regdir"
+load_note() { # the load average against the CPUs: pushes here are CPU-bound
+	awk -v n="$(nproc)" '{ if ($1 > n) printf "bench: load average %s on %d CPUs: other work competes for the CPU and the timings are noisy\n", $1, n }' /proc/loadavg
+}
+load_note
 
 # --- tools -----------------------------------------------------------------
 GOBIN="${GOBIN:-$(go env GOBIN)}"
@@ -256,6 +260,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # --- the table ---------------------------------------------------------------
+load_note
 sec() { awk -v ms="$1" 'BEGIN { printf "%.2f s", ms / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) b = 1; printf "%.2f", a / b }'; }
 verdict() { awk -v x="$1" -v max="$2" 'BEGIN { exit !(x <= max) }' && echo met || echo "NOT met"; }
