@@ -71,7 +71,7 @@ func TestLintOutputs(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if !rep.Failed || rep.Summary["error"] != 5 || len(rep.Findings) != 6 {
+	if !rep.Failed || rep.Summary["error"] != 6 || len(rep.Findings) != 7 {
 		t.Errorf("report: %+v", rep)
 	}
 	for _, f := range rep.Findings {

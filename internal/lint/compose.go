@@ -67,7 +67,7 @@ func lintCompose(m *composeModel) []Finding {
 		}
 		for _, key := range slices.Sorted(maps.Keys(svc.Environment)) {
 			val := svc.Environment[key]
-			loc := idx.locateEnv(name, key)
+			loc := idx.locateVar(name, key, "environment")
 			if secretName(key) {
 				add("GL2005", loc, fmt.Sprintf("service %s: environment %s holds a secret (by its name); container environment shows in docker inspect, in /proc and in crash reports", name, key))
 				continue
@@ -75,6 +75,19 @@ func lintCompose(m *composeModel) []Finding {
 			if val != nil {
 				if what, ok := secretValue(*val); ok {
 					add("GL2005", loc, fmt.Sprintf("service %s: environment %s looks like %s (not shown here); pass secrets as files under /run/secrets", name, key, what))
+				}
+			}
+		}
+		if svc.Build != nil {
+			for _, key := range slices.Sorted(maps.Keys(svc.Build.Args)) {
+				val := svc.Build.Args[key]
+				loc := idx.locateVar(name, key, "build", "args")
+				if secretName(key) {
+					add("GL1001", loc, fmt.Sprintf("service %s passes the build argument %s, a secret (by its name): build arguments stay in the image's history", name, key))
+				} else if val != nil {
+					if what, ok := secretValue(*val); ok {
+						add("GL1001", loc, fmt.Sprintf("service %s: build argument %s looks like %s (not shown here); build arguments stay in the image's history", name, key, what))
+					}
 				}
 			}
 		}
@@ -101,7 +114,7 @@ func lintCompose(m *composeModel) []Finding {
 		}
 		if m.protected && svc.Image != "" {
 			if why, floating := floatingTag(svc.Image); floating {
-				add("GL2009", at("image"), fmt.Sprintf("service %s runs %s in %s, a protected environment: %s, so what runs there can change without a deploy and a rollback cannot bring back what ran before", name, svc.Image, m.env, why))
+				add("GL2009", at("image"), fmt.Sprintf("service %s runs %s in %s, a protected environment, and %s: what runs there can change without a deploy, and a rollback cannot bring back what ran before", name, svc.Image, m.env, why))
 			}
 		}
 		out = append(out, applyComposeIgnores(fs, svc, idx, name)...)
@@ -144,7 +157,7 @@ func floatingTag(image string) (string, bool) {
 	case tagged.Tag() == "latest":
 		return "latest moves with every push", true
 	case !versionTagRE.MatchString(tagged.Tag()) && !commitTagRE.MatchString(tagged.Tag()):
-		return fmt.Sprintf("%q is not a version, so it moves", tagged.Tag()), true
+		return fmt.Sprintf("%q is not a version and can move", tagged.Tag()), true
 	}
 	return "", false
 }
@@ -283,13 +296,15 @@ func (x *yamlIndex) locate(svc string, match func(*yaml.Node) bool, keys ...stri
 		}
 		return location{x.files[i], k.Line, k.Column}
 	}
-	return x.locate(svc, nil)
+	// Not written as such (a list form, a default): the nearest key that is.
+	return x.locate(svc, nil, keys[:len(keys)-1]...)
 }
 
-// locateEnv finds an environment variable in the map or the list form.
-func (x *yamlIndex) locateEnv(svc, key string) location {
+// locateVar finds a variable of environment (or build.args) in the map or
+// the list (KEY=value) form.
+func (x *yamlIndex) locateVar(svc, key string, keys ...string) location {
 	for i := len(x.roots) - 1; i >= 0; i-- {
-		_, v := lookup(x.roots[i], "services", svc, "environment")
+		_, v := lookup(x.roots[i], append([]string{"services", svc}, keys...)...)
 		if v == nil {
 			continue
 		}
@@ -308,7 +323,7 @@ func (x *yamlIndex) locateEnv(svc, key string) location {
 			}
 		}
 	}
-	return x.locate(svc, nil, "environment")
+	return x.locate(svc, nil, keys...)
 }
 
 // lookup walks mapping keys from n; it returns the key node and the value.

@@ -319,11 +319,11 @@ func (d *dockerfile) healthcheck(chain []int) {
 		for j := len(cmds) - 1; j >= 0; j-- {
 			if h, ok := cmds[j].(*instructions.HealthCheckCommand); ok {
 				if h.Health != nil && len(h.Health.Test) > 0 && h.Health.Test[0] == "NONE" {
-					d.report("GL1006", h.Location(), "HEALTHCHECK NONE turns the image's health check off, and no compose service running it has one")
+					d.report("GL1006", h.Location(), "HEALTHCHECK NONE turns the image's health check off, and no compose service gantry read gives the image one")
 				}
 				return
 			}
 		}
 	}
-	d.report("GL1006", d.stages[chain[0]].Location, "the image has no HEALTHCHECK, and no compose service running it has a healthcheck: nothing tells a deploy when it is ready or broken")
+	d.report("GL1006", d.stages[chain[0]].Location, "the image has no HEALTHCHECK, and no compose service gantry read gives it one: nothing tells a deploy when it is ready or broken")
 }

@@ -69,6 +69,9 @@ func parseIgnoreComment(c string) (ids []string, reason string, ok bool, err err
 			ids = append(ids, strings.ToUpper(id))
 		}
 	}
+	if len(ids) == 0 {
+		return nil, "", true, fmt.Errorf("no rule; write ignore=GL1001 reason=\"why\"")
+	}
 	return ids, strings.TrimSpace(kv["reason"]), true, nil
 }
 

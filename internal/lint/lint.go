@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -48,7 +49,7 @@ type Finding struct {
 	Line   int    `json:"line"`
 	Column int    `json:"column"`
 	// Service and Environment name the compose service and the gantry
-	// environment of a compose finding.
+	// environments (comma-separated) of a compose finding.
 	Service     string `json:"service,omitempty"`
 	Environment string `json:"environment,omitempty"`
 	// DocURL is the rule's page.
@@ -182,14 +183,18 @@ func sortFindings(fs []Finding) []Finding {
 		}
 		return a.Rule < b.Rule
 	})
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	out := fs[:0]
 	for _, f := range fs {
 		k := strings.Join([]string{f.File, fmt.Sprint(f.Line), fmt.Sprint(f.Column), f.Rule, f.Service, f.Message}, "\x00")
-		if seen[k] {
+		if i, ok := seen[k]; ok {
+			// The same finding in another environment: name both.
+			if f.Environment != "" && !slices.Contains(strings.Split(out[i].Environment, ","), f.Environment) {
+				out[i].Environment += "," + f.Environment
+			}
 			continue
 		}
-		seen[k] = true
+		seen[k] = len(out)
 		out = append(out, f)
 	}
 	return out

@@ -187,9 +187,11 @@ func TestComposeRules(t *testing.T) {
 		"bad-host": {"compose.yaml:5 GL2001", "compose.yaml:6 GL2002", "compose.yaml:7 GL2003",
 			"compose.yaml:10 GL2004"},
 		// by name (list form, a pass-through without value, camelCase) and
-		// by value, also a value that comes from .env or a default.
+		// by value, also a value that comes from .env or a default; a
+		// secret build argument (GL1001).
 		"bad-secrets": {"compose.yaml:8 GL2005", "compose.yaml:9 GL2005", "compose.yaml:11 GL2005",
-			"compose.yaml:12 GL2006", "compose.yaml:17 GL2005", "compose.yaml:18 GL2005"},
+			"compose.yaml:12 GL2006", "compose.yaml:17 GL2005", "compose.yaml:18 GL2005",
+			"compose.yaml:27 GL1001"},
 		// 8080:8080, 0.0.0.0, ::, and a published range for "9200".
 		"bad-ports":  {"compose.yaml:8 GL2007", "compose.yaml:10 GL2007", "compose.yaml:11 GL2007", "compose.yaml:14 GL2007"},
 		"bad-health": {"compose.yaml:5 GL2008", "compose.yaml:7 GL2006", "compose.yaml:9 GL2008"},
@@ -200,9 +202,10 @@ func TestComposeRules(t *testing.T) {
 		// production override; db privileged there only; db writable
 		// (re-levelled), in both environments once. The Dockerfiles have no
 		// HEALTHCHECK but every service running them has a compose
-		// healthcheck or a gantry probe; GL1009 is disabled.
+		// healthcheck or a gantry probe; GL1009 is disabled. builder passes
+		// a secret build argument.
 		"project": {"compose.production.yaml:3 GL2009", "compose.production.yaml:5 GL2001",
-			"compose.yaml:11 GL2009", "compose.yaml:16 GL2006"},
+			"compose.yaml:11 GL2009", "compose.yaml:16 GL2006", "compose.yaml:27 GL1001"},
 	}
 	for name, want := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -226,6 +229,19 @@ func TestComposeRules(t *testing.T) {
 				t.Errorf("findings:\n  got  %q\n  want %q", g, want)
 				for _, f := range rep.Findings {
 					t.Log(f)
+				}
+			}
+			if name != "project" {
+				return
+			}
+			// A finding of both environments is reported once, naming both.
+			for _, f := range rep.Findings {
+				wantEnv := "production"
+				if f.Rule == "GL2006" || f.Rule == "GL1001" {
+					wantEnv = "production,staging"
+				}
+				if f.Environment != wantEnv {
+					t.Errorf("%s: environment %q, want %q", f, f.Environment, wantEnv)
 				}
 			}
 		})
