@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"net/url"
 	"runtime/debug"
 	"strings"
 )
@@ -158,6 +159,16 @@ type sarifRegion struct {
 	StartColumn int `json:"startColumn,omitempty"`
 }
 
+// artifact is a finding's file for SARIF: relative to the repository
+// root (%SRCROOT%, where gantry lint ran), or a file:// URI for a file
+// outside it.
+func artifact(file string) sarifArtifactL {
+	if strings.HasPrefix(file, "/") {
+		return sarifArtifactL{URI: (&url.URL{Scheme: "file", Path: file}).String()}
+	}
+	return sarifArtifactL{URI: (&url.URL{Path: file}).String(), URIBaseID: "%SRCROOT%"}
+}
+
 // toolVersion is gantry's module version, as go build recorded it.
 func toolVersion() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
@@ -218,7 +229,7 @@ func (r *Report) writeSARIF(w io.Writer, version string) error {
 			RuleID: f.Rule, RuleIndex: index[f.Rule], Level: sarifLevel(f.Severity),
 			Message: sarifText{Text: msg},
 			Locations: []sarifLocation{{PhysicalLocation: sarifPhysical{
-				ArtifactLocation: sarifArtifactL{URI: f.File, URIBaseID: "%SRCROOT%"},
+				ArtifactLocation: artifact(f.File),
 				Region:           sarifRegion{StartLine: line, StartColumn: f.Column},
 			}}},
 			PartialFingerprints: map[string]string{"gantryLint/v1": fingerprint(f)},

@@ -70,6 +70,22 @@ func TestSARIFSchema(t *testing.T) {
 	if err := schema.Validate(inst); err != nil {
 		t.Fatalf("SARIF output does not validate:\n%v\n%s", err, out.String())
 	}
+	// Files outside the directory gantry lint ran in become file:// URIs.
+	outside, err := Run(context.Background(), Options{Paths: []string{"testdata/dockerfile/bad.root.Dockerfile"}, BaseDir: "/nonexistent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var abs bytes.Buffer
+	if err := outside.Write(&abs, FormatSARIF); err != nil {
+		t.Fatal(err)
+	}
+	absInst, err := jsonschema.UnmarshalJSON(bytes.NewReader(abs.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Validate(absInst); err != nil || !strings.Contains(abs.String(), `"uri": "file:///`) {
+		t.Fatalf("SARIF with an absolute path: %v\n%s", err, abs.String())
+	}
 
 	// The schema is not a formality: a wrong level fails it.
 	broken, err := jsonschema.UnmarshalJSON(strings.NewReader(strings.Replace(out.String(), `"level": "error"`, `"level": "fatal"`, 1)))
