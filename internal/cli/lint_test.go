@@ -17,6 +17,11 @@ func TestLintExitCodes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bad, "Dockerfile"), []byte("FROM alpine:3.20\nRUN <<EOF\necho unterminated\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	failOnWarning := t.TempDir()
+	writeFiles(t, failOnWarning, map[string]string{
+		"gantry.yaml":  "project: p\nenvironments:\n  staging: {}\nlint:\n  fail_on: warning\n",
+		"compose.yaml": "services:\n  web:\n    image: p/web:1.0.0\n    read_only: true\n    healthcheck: { test: [CMD, /web, check] }\n    ports: [\"8080:8080\"]\n",
+	})
 	unknownRule := t.TempDir()
 	writeFiles(t, unknownRule, map[string]string{
 		"gantry.yaml":  "project: p\nenvironments:\n  staging: {}\nlint:\n  disable:\n    - GL1005\n    - GL9999\n",
@@ -36,6 +41,8 @@ func TestLintExitCodes(t *testing.T) {
 		{name: "a warning under the default threshold", args: []string{"lint", lintData + "/dockerfile/bad.no-user.Dockerfile"}, code: 0},
 		{name: "a warning at --fail-on warning", args: []string{"lint", "--fail-on", "warning", lintData + "/dockerfile/bad.no-user.Dockerfile"}, code: 1},
 		{name: "info at --fail-on info", args: []string{"lint", "--fail-on=info", lintData + "/compose/bad-health"}, code: 1},
+		{name: "lint.fail_on", dir: failOnWarning, args: []string{"lint"}, code: 1, stderr: "1 finding at or above warning"},
+		{name: "--fail-on over lint.fail_on", dir: failOnWarning, args: []string{"lint", "--fail-on", "error"}, code: 0},
 		{name: "compose errors", args: []string{"lint", lintData + "/compose/bad-host"}, code: 1, stderr: "4 findings"},
 		{name: "no such path", args: []string{"lint", "nope/Dockerfile"}, code: 2, stderr: "nope/Dockerfile: no such file"},
 		{name: "a Dockerfile that does not parse", args: []string{"lint", filepath.Join(bad, "Dockerfile")}, code: 2, stderr: "Dockerfile:2: unterminated heredoc"},

@@ -195,6 +195,10 @@ func TestComposeRules(t *testing.T) {
 		// 8080:8080, 0.0.0.0, ::, and a published range for "9200".
 		"bad-ports":  {"compose.yaml:8 GL2007", "compose.yaml:10 GL2007", "compose.yaml:11 GL2007", "compose.yaml:14 GL2007"},
 		"bad-health": {"compose.yaml:5 GL2008", "compose.yaml:7 GL2006", "compose.yaml:9 GL2008"},
+		// outside a gantry project: compose.yaml with compose.override.yaml
+		// (the port), and compose.prod.yaml as an override of compose.yaml
+		// (privileged, reported in the file that sets it).
+		"overrides": {"compose.override.yaml:4 GL2007", "compose.prod.yaml:3 GL2001"},
 		// proxy's GL2007 ignored with a reason; scratchpad's ignores lack
 		// a reason or name no rule, and ignore nothing.
 		"ignores": {"compose.yaml:13 GL2006", "compose.yaml:17 GL0001", "compose.yaml:17 GL0002", "compose.yaml:17 GL0001"},
