@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -402,4 +403,23 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (int64, Checkpoint, e
 	cp := Checkpoint{ID: c.CheckpointID, Hash: c.CheckpointHash, Pruned: c.Pruned}
 	cp.Time, _ = time.Parse(timeLayout, c.CheckpointAt)
 	return n, cp, nil
+}
+
+// ParseWhen reads a point in time for filters: an age before now (7d, 24h,
+// 30m) or a time (RFC 3339, "2006-01-02 15:04:05", or a date, in UTC).
+// Empty is the zero time: no bound.
+func ParseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	d, err := auth.ParseDuration(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: write an age like 24h or 7d, or a time like 2026-01-02 or 2026-01-02T15:04:05Z", s)
+	}
+	return now.Add(-d), nil
 }

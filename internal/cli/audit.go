@@ -145,22 +145,13 @@ func (fl auditFlags) query() url.Values {
 	return v
 }
 
-// parseWhen reads an age (7d, 24h: that long before now) or a time
-// (RFC 3339, or a date in UTC). Empty is the zero time.
+// parseWhen reads an age or a time for flag; see audit.ParseWhen.
 func parseWhen(flag, s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	d, err := auth.ParseDuration(s)
+	t, err := audit.ParseWhen(s, now)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: %s %q: write an age like 24h or 7d, or a time like 2026-01-02 or 2026-01-02T15:04:05Z", errUsage, flag, s)
+		return t, fmt.Errorf("%w: %s %v", errUsage, flag, err)
 	}
-	return now.Add(-d), nil
+	return t, nil
 }
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {

@@ -153,6 +153,7 @@ Start with:
 	root.AddCommand(newTokenCmd(g))
 	root.AddCommand(newAuditCmd(g))
 	root.AddCommand(newLintCmd(g))
+	root.AddCommand(newServerCmd(g))
 	return root
 }
 

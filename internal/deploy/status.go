@@ -45,7 +45,18 @@ func (e *Engine) Status(ctx context.Context, project, env string) (*Status, erro
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Project: project, Env: env, Host: e.rt.Host(), Recovered: recovered, Services: []ServiceStatus{}}
+	st, err := e.Observe(ctx, project, env)
+	if st != nil {
+		st.Recovered = recovered
+	}
+	return st, err
+}
+
+// Observe reports what serves in env without recovering anything first, so
+// without taking the environment's lock: for a watcher that looks often and
+// must never make a deploy find the environment busy.
+func (e *Engine) Observe(ctx context.Context, project, env string) (*Status, error) {
+	st := &Status{Project: project, Env: env, Host: e.rt.Host(), Services: []ServiceStatus{}}
 	serving, err := e.store.Serving(ctx, project, env)
 	if err != nil {
 		return nil, err
@@ -131,6 +142,12 @@ func (e *Engine) History(ctx context.Context, project, env string, limit int) ([
 	if _, err := e.Recover(ctx, project, env); err != nil {
 		return nil, err
 	}
+	return e.Records(ctx, project, env, limit)
+}
+
+// Records lists an environment's deployments, newest first, without
+// recovering anything first (see Observe).
+func (e *Engine) Records(ctx context.Context, project, env string, limit int) ([]HistoryEntry, error) {
 	ds, err := e.store.History(ctx, project, env, limit)
 	if err != nil {
 		return nil, err

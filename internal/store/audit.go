@@ -271,3 +271,9 @@ func (s *Store) PruneAudit(ctx context.Context, before string) (int64, AuditChai
 	}
 	return cut, c, err
 }
+
+// Ping reads from the database: readiness checks use it.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	return s.db.QueryRowContext(ctx, `SELECT count(*) FROM audit_chain`).Scan(&n)
+}

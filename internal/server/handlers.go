@@ -1,0 +1,352 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gantryhq/gantry/api"
+	"github.com/gantryhq/gantry/internal/audit"
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// table is the router: every route, its rule and its handler.
+func (s *Server) table() []*route {
+	viewer := Rule{Role: auth.Viewer}
+	metricsRule := viewer
+	if s.opts.MetricsPublic {
+		metricsRule = Rule{Public: true}
+	}
+	return []*route{
+		{Method: "GET", Path: "/livez", Rule: Rule{Public: true}, handle: s.livez},
+		{Method: "GET", Path: "/readyz", Rule: Rule{Public: true}, handle: s.readyz},
+		{Method: "GET", Path: "/startupz", Rule: Rule{Public: true}, handle: s.startupz},
+		{Method: "GET", Path: "/metrics", Rule: metricsRule, handle: s.metrics},
+		{Method: "GET", Path: "/api/openapi.json", Rule: viewer, handle: s.openapi},
+
+		{Method: "GET", Path: "/api/v1/status", Rule: Rule{Role: auth.Viewer, Scope: ScopeFilter}, handle: s.statusAll},
+		{Method: "GET", Path: "/api/v1/envs/{env}/status", Rule: Rule{Role: auth.Viewer, Scope: ScopeEnv}, handle: s.statusEnv},
+		{Method: "GET", Path: "/api/v1/envs/{env}/history", Rule: Rule{Role: auth.Viewer, Scope: ScopeEnv}, handle: s.history},
+		{Method: "POST", Path: "/api/v1/envs/{env}/deploy", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "deploy", handle: s.deploy},
+		{Method: "POST", Path: "/api/v1/envs/{env}/rollback", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "rollback", handle: s.rollback},
+		{Method: "GET", Path: "/api/v1/deployments/{id}", Rule: Rule{Role: auth.Viewer, Scope: ScopeObject}, handle: s.deployment},
+		{Method: "GET", Path: "/api/v1/releases", Rule: viewer, handle: s.releases},
+		{Method: "GET", Path: "/api/v1/releases/{version}", Rule: viewer, handle: s.release},
+
+		{Method: "GET", Path: "/api/v1/tokens", Rule: Rule{Role: auth.Admin}, handle: s.tokenList},
+		{Method: "POST", Path: "/api/v1/tokens", Rule: Rule{Role: auth.Admin}, Action: "token.create", handle: s.tokenCreate},
+		{Method: "DELETE", Path: "/api/v1/tokens/{token}", Rule: Rule{Role: auth.Admin}, Action: "token.revoke", handle: s.tokenRevoke},
+
+		{Method: "GET", Path: "/api/v1/audit", Rule: Rule{Role: auth.Admin}, handle: s.auditList},
+		{Method: "GET", Path: "/api/v1/audit/verify", Rule: Rule{Role: auth.Admin}, handle: s.auditVerify},
+		{Method: "GET", Path: "/api/v1/audit/export", Rule: Rule{Role: auth.Admin}, handle: s.auditExport},
+	}
+}
+
+func (s *Server) metrics(c *call) (int, any, error) {
+	c.raw = true
+	promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}).ServeHTTP(c.w, c.r)
+	return 0, nil, nil
+}
+
+func (s *Server) openapi(c *call) (int, any, error) {
+	c.raw = true
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.Write(api.OpenAPI)
+	return 0, nil, nil
+}
+
+// statusAll is every environment the token may see.
+func (s *Server) statusAll(c *call) (int, any, error) {
+	out := []*deploy.Status{}
+	for _, env := range s.envs {
+		if !c.id.CanEnv(env) {
+			continue
+		}
+		st, err := s.watchers[env].status(c.ctx())
+		if err != nil {
+			return 0, nil, err
+		}
+		out = append(out, st)
+	}
+	return http.StatusOK, out, nil
+}
+
+func (s *Server) statusEnv(c *call) (int, any, error) {
+	st, err := s.watchers[c.env].status(c.ctx())
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, st, nil
+}
+
+func (s *Server) history(c *call) (int, any, error) {
+	limit, err := c.queryInt("limit", 20, 0, 100000)
+	if err != nil {
+		return 0, nil, err
+	}
+	hs, err := s.watchers[c.env].history(c.ctx(), limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, hs, nil
+}
+
+// DeploymentView is a deployment with its steps and state changes.
+type DeploymentView struct {
+	*store.Deployment
+	Steps       []store.Step       `json:"steps"`
+	Transitions []store.Transition `json:"transitions"`
+}
+
+func (s *Server) deployment(c *call) (int, any, error) {
+	id, err := strconv.ParseInt(c.r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, nil, apiErr(http.StatusBadRequest, CodeBadRequest, "deployment id %q: want a positive whole number", c.r.PathValue("id"))
+	}
+	c.object = fmt.Sprintf("deployment/%d", id)
+	d, err := s.st.Get(c.ctx(), id)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := c.checkEnv(d.Env); err != nil {
+		return 0, nil, err
+	}
+	v := &DeploymentView{Deployment: d}
+	if v.Steps, err = s.st.Steps(c.ctx(), id); err != nil {
+		return 0, nil, err
+	}
+	if v.Transitions, err = s.st.Transitions(c.ctx(), id); err != nil {
+		return 0, nil, err
+	}
+	if v.Steps == nil {
+		v.Steps = []store.Step{}
+	}
+	return http.StatusOK, v, nil
+}
+
+func (s *Server) releases(c *call) (int, any, error) {
+	limit, err := c.queryInt("limit", 20, 0, 100000)
+	if err != nil {
+		return 0, nil, err
+	}
+	rs, err := s.st.Releases(c.ctx(), s.project, limit)
+	if rs == nil {
+		rs = []*store.Release{}
+	}
+	return http.StatusOK, rs, err
+}
+
+func (s *Server) release(c *call) (int, any, error) {
+	r, err := s.st.GetRelease(c.ctx(), s.project, c.r.PathValue("version"))
+	return http.StatusOK, r, err
+}
+
+// DeployRequest is the body of POST /api/v1/envs/{env}/deploy.
+type DeployRequest struct {
+	// Release is a version from /api/v1/releases (deployed by its digests)
+	// or any name for the deployment.
+	Release string `json:"release"`
+	// Images maps services to image references, overriding the release's.
+	Images map[string]string `json:"images"`
+}
+
+// RollbackRequest is the body of POST /api/v1/envs/{env}/rollback.
+type RollbackRequest struct {
+	// To is a release that once succeeded in the environment; empty means
+	// the one before the serving one.
+	To string `json:"to"`
+}
+
+// Accepted answers a deploy or rollback that started: follow it at URL.
+type Accepted struct {
+	Deployment int64       `json:"deployment"`
+	Env        string      `json:"env"`
+	Release    string      `json:"release"`
+	Kind       string      `json:"kind"`
+	State      store.State `json:"state"`
+	URL        string      `json:"url"`
+}
+
+func (s *Server) deploy(c *call) (int, any, error) {
+	var req DeployRequest
+	if err := c.decode(&req); err != nil {
+		return 0, nil, err
+	}
+	var flags []string
+	for svc, ref := range req.Images {
+		flags = append(flags, svc+"="+ref)
+	}
+	sort.Strings(flags)
+	images, err := deploy.ParseImages(flags)
+	if err != nil {
+		return 0, nil, err
+	}
+	if strings.ContainsFunc(req.Release, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return 0, nil, apiErr(http.StatusUnprocessableEntity, CodeInvalidInput, "release %q has control characters", req.Release)
+	}
+	c.object = "env/" + c.env
+	c.note("release", req.Release)
+	if len(flags) > 0 {
+		c.note("images", strings.Join(flags, " "))
+	}
+	return s.startDeployment(c, "deploy", func(sess *session) (*deploy.Result, error) {
+		m, err := sess.file.Resolve(s.baseCtx, c.env)
+		if err != nil {
+			return nil, err
+		}
+		if req.Release != "" {
+			if images, err = deploy.PinRelease(s.baseCtx, s.st, m, sess.file.Project, req.Release, images); err != nil {
+				return nil, err
+			}
+		}
+		return sess.eng.Deploy(s.baseCtx, m, req.Release, images)
+	})
+}
+
+func (s *Server) rollback(c *call) (int, any, error) {
+	var req RollbackRequest
+	if err := c.decode(&req); err != nil {
+		return 0, nil, err
+	}
+	c.object = "env/" + c.env
+	if req.To != "" {
+		c.note("to", req.To)
+	}
+	return s.startDeployment(c, "rollback", func(sess *session) (*deploy.Result, error) {
+		return sess.eng.Rollback(s.baseCtx, sess.file.Project, sess.env, req.To)
+	})
+}
+
+func (s *Server) tokenList(c *call) (int, any, error) {
+	l, err := s.tokens.List(c.ctx())
+	return http.StatusOK, l, err
+}
+
+// TokenRequest is the body of POST /api/v1/tokens.
+type TokenRequest struct {
+	Name string   `json:"name"`
+	Role string   `json:"role"`
+	Envs []string `json:"envs"`
+	// Expires is a lifetime (90d, 12h) or "never"; default 90d.
+	Expires string `json:"expires"`
+}
+
+// TokenCreated is a new token's record and, once, its secret.
+type TokenCreated struct {
+	*store.Token
+	Secret string `json:"token"`
+}
+
+func (s *Server) tokenCreate(c *call) (int, any, error) {
+	var req TokenRequest
+	if err := c.decode(&req); err != nil {
+		return 0, nil, err
+	}
+	c.object = "token/" + req.Name
+	role, err := auth.ParseRole(req.Role)
+	if err != nil {
+		return 0, nil, err
+	}
+	var ttl time.Duration
+	switch req.Expires {
+	case "never":
+	case "":
+		ttl = 90 * 24 * time.Hour
+	default:
+		if ttl, err = auth.ParseDuration(req.Expires); err != nil {
+			return 0, nil, err
+		}
+	}
+	for _, e := range req.Envs {
+		if !c.id.CanEnv(e) {
+			return 0, nil, apiErr(http.StatusForbidden, CodeForbidden, "token %s may not make a token for %s, which it cannot act on", c.id.Name, e)
+		}
+	}
+	secret, rec, err := s.tokens.Create(c.ctx(), auth.CreateOptions{Name: req.Name, Role: role, Envs: req.Envs, TTL: ttl, CreatedBy: c.id.Name, KnownEnvs: s.envs})
+	if err != nil {
+		return 0, nil, err
+	}
+	c.note("id", rec.ID)
+	c.note("role", rec.Role)
+	c.note("envs", strings.Join(rec.Envs, ","))
+	return http.StatusCreated, TokenCreated{Token: rec, Secret: secret}, nil
+}
+
+func (s *Server) tokenRevoke(c *call) (int, any, error) {
+	name := c.r.PathValue("token")
+	c.object = "token/" + name
+	rec, err := s.tokens.Revoke(c.ctx(), name)
+	if err != nil {
+		if e := toAPIError(err); e.Code == CodeInvalidInput {
+			e.Status, e.Code = http.StatusNotFound, CodeNotFound
+			return 0, nil, e
+		}
+		return 0, nil, err
+	}
+	c.object = "token/" + rec.Name
+	c.note("id", rec.ID)
+	return http.StatusOK, rec, nil
+}
+
+func (s *Server) auditFilter(c *call) (audit.Filter, error) {
+	q := c.r.URL.Query()
+	f := audit.Filter{Actor: q.Get("actor"), Action: q.Get("action"), Object: q.Get("object"), Outcome: audit.Outcome(q.Get("outcome"))}
+	if f.Outcome != "" && !f.Outcome.Valid() {
+		return f, apiErr(http.StatusBadRequest, CodeBadRequest, "outcome %q: use ok, denied, failed or login_failed", f.Outcome)
+	}
+	var err error
+	now := time.Now()
+	if f.Since, err = audit.ParseWhen(q.Get("since"), now); err != nil {
+		return f, apiErr(http.StatusBadRequest, CodeBadRequest, "since: %v", err)
+	}
+	if f.Until, err = audit.ParseWhen(q.Get("until"), now); err != nil {
+		return f, apiErr(http.StatusBadRequest, CodeBadRequest, "until: %v", err)
+	}
+	limit, err := c.queryInt("limit", audit.DefaultLimit, 0, 100000)
+	if err != nil {
+		return f, err
+	}
+	f.Limit = limit
+	if limit == 0 {
+		f.Limit = -1
+	}
+	before, err := c.queryInt("before_id", 0, 0, 1<<62)
+	f.BeforeID = int64(before)
+	return f, err
+}
+
+func (s *Server) auditList(c *call) (int, any, error) {
+	f, err := s.auditFilter(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	evs, err := s.audit.List(c.ctx(), f)
+	return http.StatusOK, evs, err
+}
+
+func (s *Server) auditVerify(c *call) (int, any, error) {
+	rep, err := s.audit.Verify(c.ctx())
+	return http.StatusOK, rep, err
+}
+
+func (s *Server) auditExport(c *call) (int, any, error) {
+	since, err := audit.ParseWhen(c.r.URL.Query().Get("since"), time.Now())
+	if err != nil {
+		return 0, nil, apiErr(http.StatusBadRequest, CodeBadRequest, "since: %v", err)
+	}
+	c.raw = true
+	c.w.Header().Set("Content-Type", "application/x-ndjson")
+	c.w.WriteHeader(http.StatusOK)
+	if _, err := s.audit.Export(c.ctx(), c.w, since); err != nil {
+		s.log.Warn("audit export ended early", "err", err)
+	}
+	return 0, nil, nil
+}

@@ -1,0 +1,305 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/runtime"
+)
+
+// watcher follows one environment: it keeps the status of what serves
+// there, read again whenever Docker reports a container of the environment
+// starting, dying, turning unhealthy or going away, whenever the record
+// changes, and every Resync; and it keeps gantry_service_healthy current.
+type watcher struct {
+	s    *Server
+	env  string
+	host string
+	kick chan struct{}
+
+	openOnce sync.Once
+	rt       *docker.Runtime
+	eng      *deploy.Engine
+	openErr  error
+
+	refreshMu sync.Mutex // one read of Docker at a time
+	mu        sync.Mutex
+	snap      *deploy.Status
+	snapErr   error
+	snapAt    time.Time
+	snapKey   recordKey
+	services  []string // the services with a gauge
+}
+
+// recordKey identifies the state of an environment's record: its newest
+// deployment and when that last changed.
+type recordKey struct {
+	id      int64
+	updated time.Time
+}
+
+// maxStatusAge bounds how old a status may be even without any event.
+const maxStatusAge = 30 * time.Second
+
+func newWatcher(s *Server, env, host string) *watcher {
+	return &watcher{s: s, env: env, host: host, kick: make(chan struct{}, 1)}
+}
+
+func (w *watcher) open() (*deploy.Engine, *docker.Runtime, error) {
+	w.openOnce.Do(func() {
+		rt, err := docker.New(w.host)
+		if err != nil {
+			w.openErr = err
+			return
+		}
+		w.rt = rt
+		w.eng = deploy.New(rt, w.s.st, w.s.opts.StateDir, deploy.WithLogger(w.s.log), deploy.WithReporter(logReporter{w.s.log.With("env", w.env)}))
+	})
+	return w.eng, w.rt, w.openErr
+}
+
+func (w *watcher) recover(ctx context.Context) ([]int64, error) {
+	eng, _, err := w.open()
+	if err != nil {
+		return nil, err
+	}
+	return eng.Recover(ctx, w.s.project, w.env)
+}
+
+func (w *watcher) history(ctx context.Context, limit int) ([]deploy.HistoryEntry, error) {
+	eng, _, err := w.open()
+	if err != nil {
+		return nil, err
+	}
+	return eng.Records(ctx, w.s.project, w.env, limit)
+}
+
+func (w *watcher) key(ctx context.Context) (recordKey, error) {
+	ds, err := w.s.st.History(ctx, w.s.project, w.env, 1)
+	if err != nil || len(ds) == 0 {
+		return recordKey{}, err
+	}
+	return recordKey{ds[0].ID, ds[0].UpdatedAt}, nil
+}
+
+// status is the environment's status: the watcher's, when nothing was
+// recorded since it was read, or read now.
+func (w *watcher) status(ctx context.Context) (*deploy.Status, error) {
+	k, err := w.key(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	if w.snap != nil && w.snapKey == k && time.Since(w.snapAt) < maxStatusAge {
+		st := w.snap
+		w.mu.Unlock()
+		return st, nil
+	}
+	w.mu.Unlock()
+	return w.refresh(ctx)
+}
+
+// refresh reads the environment's status from Docker and the record.
+func (w *watcher) refresh(ctx context.Context) (*deploy.Status, error) {
+	asked := time.Now()
+	w.refreshMu.Lock()
+	defer w.refreshMu.Unlock()
+	k, err := w.key(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	if w.snap != nil && w.snapAt.After(asked) && w.snapKey == k {
+		// Another caller read it while this one waited.
+		st := w.snap
+		w.mu.Unlock()
+		return st, nil
+	}
+	w.mu.Unlock()
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := w.observe(octx)
+	if err == nil {
+		if len(st.Recovered) > 0 {
+			// Recovery changed the record: key it as it is now.
+			if k2, err := w.key(ctx); err == nil {
+				k = k2
+			}
+		}
+		w.mu.Lock()
+		w.snap, w.snapErr, w.snapAt, w.snapKey = st, nil, time.Now(), k
+		w.mu.Unlock()
+		w.gauge(st)
+		return st, nil
+	}
+	w.mu.Lock()
+	w.snap, w.snapErr = nil, err
+	w.mu.Unlock()
+	w.gauge(nil)
+	return nil, err
+}
+
+// observe reads the environment's status. It takes the environment's lock
+// only when the record has unfinished deployments (a killed gantry's): the
+// watcher looks often, and must not make a deploy find the environment busy.
+func (w *watcher) observe(ctx context.Context) (*deploy.Status, error) {
+	eng, rt, err := w.open()
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Ping(ctx); err != nil {
+		return nil, err
+	}
+	var recovered []int64
+	if un, err := w.s.st.Unfinished(ctx, w.s.project, w.env); err != nil {
+		return nil, err
+	} else if len(un) > 0 {
+		if recovered, err = eng.Recover(ctx, w.s.project, w.env); err != nil {
+			return nil, err
+		}
+	}
+	st, err := eng.Observe(ctx, w.s.project, w.env)
+	if st != nil {
+		st.Recovered = recovered
+	}
+	return st, err
+}
+
+// gauge sets gantry_service_healthy for the serving release's services;
+// without a status (Docker unreachable) every known service reads 0.
+func (w *watcher) gauge(st *deploy.Status) {
+	g := w.s.m.serviceHealthy
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if st == nil {
+		for _, svc := range w.services {
+			g.WithLabelValues(w.env, svc).Set(0)
+		}
+		return
+	}
+	var now []string
+	for _, ss := range st.Services {
+		if ss.Release != st.Release {
+			continue
+		}
+		v := 0.0
+		if serviceHealthy(ss) {
+			v = 1
+		}
+		g.WithLabelValues(w.env, ss.Name).Set(v)
+		now = append(now, ss.Name)
+	}
+	for _, old := range w.services {
+		if !contains(now, old) {
+			g.DeleteLabelValues(w.env, old)
+		}
+	}
+	w.services = now
+}
+
+func serviceHealthy(ss deploy.ServiceStatus) bool {
+	switch {
+	case ss.Health == "completed":
+		return true
+	case ss.State != "running":
+		return false
+	}
+	return ss.Health == "healthy" || strings.HasPrefix(ss.Health, "running")
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// poke asks the watcher to read the environment again soon.
+func (w *watcher) poke() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// interesting says whether a container event may change what status shows;
+// exec events (Docker healthchecks run one every interval) do not.
+func interesting(action events.Action) bool {
+	a := string(action)
+	switch {
+	case strings.HasPrefix(a, "health_status"):
+		return true
+	case strings.HasPrefix(a, "exec_"), a == "attach", a == "resize", a == "top", a == "copy", a == "archive-path", a == "export", a == "commit":
+		return false
+	}
+	return true
+}
+
+// run follows the environment until ctx ends.
+func (w *watcher) run(ctx context.Context) {
+	log := w.s.log.With("env", w.env)
+	w.refresh(ctx)
+	resync := time.NewTicker(w.s.opts.Resync)
+	defer resync.Stop()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	backoff := time.Second
+	for ctx.Err() == nil {
+		_, rt, err := w.open()
+		if err != nil {
+			log.Error("watcher cannot reach the environment's Docker host", "err", err)
+			return
+		}
+		subCtx, cancel := context.WithCancel(ctx)
+		msgs, errs := rt.Client().Events(subCtx, events.ListOptions{Filters: filters.NewArgs(
+			filters.Arg("type", string(events.ContainerEventType)),
+			filters.Arg("label", runtime.LabelProject+"="+w.s.project),
+			filters.Arg("label", runtime.LabelEnv+"="+w.env),
+		)})
+		// Events may have been missed while there was no subscription.
+		w.refresh(ctx)
+	loop:
+		for {
+			select {
+			case m := <-msgs:
+				backoff = time.Second
+				if interesting(m.Action) {
+					debounce.Reset(100 * time.Millisecond)
+				}
+			case <-debounce.C:
+				w.refresh(ctx)
+			case <-w.kick:
+				w.refresh(ctx)
+			case <-resync.C:
+				w.refresh(ctx)
+			case err := <-errs:
+				if ctx.Err() != nil {
+					break loop
+				}
+				log.Warn("Docker event stream ended; following again", "err", err, "in", backoff)
+				w.refresh(ctx)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+				backoff = min(backoff*2, 30*time.Second)
+				break loop
+			case <-ctx.Done():
+				break loop
+			}
+		}
+		cancel()
+	}
+	if w.rt != nil {
+		w.rt.Close()
+	}
+}
