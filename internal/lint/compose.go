@@ -91,6 +91,9 @@ func lintCompose(m *composeModel) []Finding {
 				}
 			}
 		}
+		if svc.Build != nil && svc.Build.DockerfileInline != "" {
+			fs = append(fs, inlineDockerfile(svc, name, idx, hasHealth(svc) || m.probes[name] || m.jobs[name])...)
+		}
 		if !svc.ReadOnly {
 			add("GL2006", at(), fmt.Sprintf("service %s has a writable root filesystem; with read_only: true an intruder cannot change its binaries or drop tools", name))
 		}
@@ -217,6 +220,39 @@ func applyComposeIgnores(fs []Finding, svc types.ServiceConfig, idx *yamlIndex, 
 		}
 	}
 	return append(out, extra...)
+}
+
+// inlineDockerfile lints a build's dockerfile_inline, with its findings
+// at their lines in the compose file. A Dockerfile that does not parse is
+// reported by docker build, not here.
+func inlineDockerfile(svc types.ServiceConfig, name string, idx *yamlIndex, healthy bool) []Finding {
+	file, offset := idx.inlineStart(name)
+	fs, err := lintDockerfile(file, []byte(svc.Build.DockerfileInline), healthy)
+	if err != nil {
+		return nil
+	}
+	for i := range fs {
+		fs[i].Line += offset
+		fs[i].Service = name
+	}
+	return fs
+}
+
+// inlineStart is the compose file that writes a service's
+// dockerfile_inline and the number of lines before its first line.
+func (x *yamlIndex) inlineStart(svc string) (string, int) {
+	for i := len(x.roots) - 1; i >= 0; i-- {
+		k, v := lookup(x.roots[i], "services", svc, "build", "dockerfile_inline")
+		if k == nil {
+			continue
+		}
+		if v.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+			return x.files[i], k.Line // a block: its first line is the next
+		}
+		return x.files[i], k.Line - 1
+	}
+	loc := x.locate(svc, nil, "build")
+	return loc.file, loc.line - 1
 }
 
 // location is a place in a file, 1-based.
