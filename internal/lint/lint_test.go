@@ -200,7 +200,7 @@ func TestComposeRules(t *testing.T) {
 		// (privileged, reported in the file that sets it).
 		// dockerfile_inline: linted, findings at their lines in the compose
 		// file, the ignore inside honoured; tool has no health check.
-		"inline": {"compose.yaml:8 GL1006", "compose.yaml:9 GL1011"},
+		"inline":    {"compose.yaml:8 GL1006", "compose.yaml:9 GL1011"},
 		"overrides": {"compose.override.yaml:4 GL2007", "compose.prod.yaml:3 GL2001"},
 		// proxy's GL2007 ignored with a reason; scratchpad's ignores lack
 		// a reason or name no rule, and ignore nothing.
