@@ -154,6 +154,7 @@ Start with:
 	root.AddCommand(newAuditCmd(g))
 	root.AddCommand(newLintCmd(g))
 	root.AddCommand(newServerCmd(g))
+	root.AddCommand(newPromoteCmd(g), newApproveCmd(g), newRejectCmd(g), newDeploymentsCmd(g))
 	return root
 }
 

@@ -255,6 +255,37 @@ type Environment struct {
 	Strategy     Strategy   `yaml:"strategy" json:"strategy"`
 	KeepReleases *int       `yaml:"keep_releases" json:"keep_releases"`
 	Health       Health     `yaml:"health" json:"health"`
+	// Protected environments receive releases only through gantry
+	// promote, and only once Approvals are given; gantry deploy refuses
+	// them. Approvals is filled in with its defaults when Protected.
+	Protected bool       `yaml:"protected" json:"protected,omitempty"`
+	Approvals *Approvals `yaml:"approvals" json:"approvals,omitempty"`
+	// Requires names environments in which a release must have succeeded
+	// before gantry promote takes it here.
+	Requires []string `yaml:"requires" json:"requires,omitempty"`
+}
+
+// Defaults of a protected environment's approvals.
+const (
+	DefaultApprovals      = 1
+	DefaultApprovalExpiry = 24 * time.Hour
+	// ApproverRolePrefix marks an entry of approvals.from as a role
+	// (role:admin) rather than a person's name.
+	ApproverRolePrefix = "role:"
+)
+
+// ApproverRoles are the roles approvals.from may name; viewers only read.
+var ApproverRoles = []string{"admin", "editor"}
+
+// Approvals is how many people must approve a promotion, and who may.
+type Approvals struct {
+	// Required approvals, from people other than the requester.
+	Required int `yaml:"required" json:"required"`
+	// From lists who may approve: role:admin, role:editor or names.
+	// Empty means any admin or editor.
+	From []string `yaml:"from" json:"from,omitempty"`
+	// Expire is how long a request waits before it is cancelled.
+	Expire Duration `yaml:"expire" json:"expire"`
 }
 
 // Health is the health gate of an environment.
@@ -452,6 +483,8 @@ type validator struct {
 	path string
 	root *yaml.Node
 	err  error
+	// envs are the file's environment names, for references between them.
+	envs []string
 }
 
 func (v *validator) fail(msg string, path ...string) {
@@ -493,6 +526,7 @@ func (v *validator) file(f *File) {
 		f.Release.TagPrefix = DefaultTagPrefix
 	}
 	v.release(&f.Release)
+	v.envs = f.EnvNames()
 	for _, name := range f.EnvNames() {
 		e := f.Environments[name]
 		if e == nil {
@@ -521,6 +555,7 @@ func (v *validator) env(e *Environment) {
 	if e.KeepReleases != nil && (*e.KeepReleases < 0 || *e.KeepReleases > 50) {
 		v.fail("must be between 0 and 50", at("keep_releases")...)
 	}
+	v.approvals(e)
 	h := &e.Health
 	if h.Window == 0 {
 		if lineOf(v.root, at("health", "window")...) != 0 {
@@ -575,6 +610,59 @@ func (v *validator) env(e *Environment) {
 			p.Timeout = Duration(DefaultProbeTimeout)
 		}
 		h.Probes[svc] = p
+	}
+}
+
+var approverNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]*$`)
+
+// approvals checks an environment's promotion policy and fills in its
+// defaults: a protected environment needs one approval, which expires
+// after 24 hours, unless it says otherwise.
+func (v *validator) approvals(e *Environment) {
+	at := func(p ...string) []string { return append([]string{"environments", e.Name}, p...) }
+	if e.Approvals != nil && !e.Protected {
+		v.fail("approvals apply to a protected environment; add `protected: true` or remove approvals", at("approvals")...)
+	}
+	if e.Protected && e.Approvals == nil {
+		e.Approvals = &Approvals{}
+	}
+	if a := e.Approvals; a != nil {
+		if a.Required == 0 && lineOf(v.root, at("approvals", "required")...) == 0 {
+			a.Required = DefaultApprovals
+		}
+		if a.Required < 1 || a.Required > 10 {
+			v.fail("must be between 1 and 10", at("approvals", "required")...)
+		}
+		names := 0
+		for i, who := range a.From {
+			if role, ok := strings.CutPrefix(who, ApproverRolePrefix); ok {
+				if !contains(ApproverRoles, role) {
+					v.fail(fmt.Sprintf("%q is not a role that may approve; use role:admin or role:editor (viewers only read)", who), at("approvals", "from", fmt.Sprint(i))...)
+				}
+				continue
+			}
+			if !approverNameRE.MatchString(who) {
+				v.fail(fmt.Sprintf("%q is neither a role nor a name; write role:admin, role:editor or a person's name like alice", who), at("approvals", "from", fmt.Sprint(i))...)
+			}
+			names++
+		}
+		if names == len(a.From) && names > 0 && names < a.Required {
+			v.fail(fmt.Sprintf("%d approvals are required but from names only %d people; add people or a role (role:admin)", a.Required, names), at("approvals", "required")...)
+		}
+		if a.Expire == 0 {
+			if lineOf(v.root, at("approvals", "expire")...) != 0 {
+				v.fail("approvals must expire after more than 0; leave it out for the default of 24h", at("approvals", "expire")...)
+			}
+			a.Expire = Duration(DefaultApprovalExpiry)
+		}
+	}
+	for i, r := range e.Requires {
+		switch {
+		case r == e.Name:
+			v.fail(fmt.Sprintf("%s cannot require itself; name the environment a release must pass first, like staging", r), at("requires", fmt.Sprint(i))...)
+		case v.envs != nil && !contains(v.envs, r):
+			v.fail(fmt.Sprintf("%q is not an environment; known: %s", r, strings.Join(v.envs, ", ")), at("requires", fmt.Sprint(i))...)
+		}
 	}
 }
 
@@ -775,6 +863,7 @@ func allowed(typ string) []string {
 		"buildFields": reflect.TypeOf(Build{}),
 		"Registry":    reflect.TypeOf(Registry{}),
 		"Lint":        reflect.TypeOf(Lint{}),
+		"Approvals":   reflect.TypeOf(Approvals{}),
 	}
 	t, ok := types[typ]
 	if !ok {

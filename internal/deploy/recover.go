@@ -30,6 +30,15 @@ func (e *Engine) Recover(ctx context.Context, project, env string) ([]int64, err
 }
 
 func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *store.Lock) ([]int64, error) {
+	// Deployments held for approval are no unfinished work; those whose
+	// request expired are cancelled, with the reason.
+	expired, err := e.store.ExpireApprovals(ctx, project, env, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range expired {
+		e.report.Note(fmt.Sprintf("deployment %d was cancelled: its approval request expired", id))
+	}
 	unfinished, err := e.store.Unfinished(ctx, project, env)
 	if err != nil || len(unfinished) == 0 {
 		return nil, err

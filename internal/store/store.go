@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS locks (
 
 // schemas are applied in order when the store opens; each is idempotent
 // (CREATE ... IF NOT EXISTS), so opening is also migrating.
-var schemas = []string{schema, auditSchema, tokenSchema}
+var schemas = []string{schema, auditSchema, tokenSchema, approvalSchema}
 
 // Open opens (creating when needed) the store in dir.
 func Open(dir string) (*Store, error) {
@@ -166,6 +166,10 @@ func parseTime(s string) time.Time {
 // Create records a new deployment in state pending. A deploy's PlanID is its
 // own ID; pass d.PlanID for a rollback.
 func (s *Store) Create(ctx context.Context, d *Deployment) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return insertDeployment(ctx, tx, d) })
+}
+
+func insertDeployment(ctx context.Context, tx *sql.Tx, d *Deployment) error {
 	if d.Kind == "" {
 		d.Kind = "deploy"
 	}
@@ -173,11 +177,6 @@ func (s *Store) Create(ctx context.Context, d *Deployment) error {
 		d.Plan = json.RawMessage("{}")
 	}
 	t := now()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `INSERT INTO deployments
 		(project, env, release, kind, state, plan_id, previous_id, plan, actor, pid, created_at, updated_at)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
@@ -197,9 +196,6 @@ func (s *Store) Create(ctx context.Context, d *Deployment) error {
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO transitions (deployment_id, from_state, to_state, reason, at) VALUES (?,?,?,?,?)`,
 		id, "", Pending, "created", t); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
 		return err
 	}
 	d.ID, d.State = id, Pending
@@ -246,6 +242,11 @@ func transition(ctx context.Context, tx *sql.Tx, id int64, to State, reason stri
 	}
 	if err := CheckTransition(from, to); err != nil {
 		return fmt.Errorf("deployment %d: %w", id, err)
+	}
+	if from == AwaitingApproval && to == Deploying {
+		if err := checkApproved(ctx, tx, id); err != nil {
+			return err
+		}
 	}
 	t := now()
 	var finished any

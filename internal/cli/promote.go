@@ -1,0 +1,383 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantryhq/gantry/internal/audit"
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/promote"
+	"github.com/gantryhq/gantry/internal/runtime"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// actingAs is who runs gantry locally: $GANTRY_ACTOR, else the OS user.
+// Locally everyone is an admin; gantry server enforces real roles.
+func actingAs() promote.Actor {
+	name := os.Getenv("GANTRY_ACTOR")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	if name == "" {
+		name = os.Getenv("USER")
+	}
+	return promote.Actor{Name: name, Role: auth.Admin}
+}
+
+// promoteSession is a promoter over the project's store, opening each
+// environment's Docker host when a deployment runs there.
+type promoteSession struct {
+	file  *config.File
+	store *store.Store
+	p     *promote.Promoter
+	rep   progressReporter
+}
+
+func (s *promoteSession) Close() {
+	s.rep.Done()
+	s.store.Close()
+}
+
+func (g *globals) openPromoter() (*promoteSession, error) {
+	f, err := g.loadFile()
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(g.stateDirFor(f))
+	if err != nil {
+		return nil, err
+	}
+	s := &promoteSession{file: f, store: st, rep: newReporter(g.stderr)}
+	actor := actingAs().Name
+	engines := func(ctx context.Context, envName string) (promote.Runner, func(), error) {
+		env, err := f.Env(envName)
+		if err != nil {
+			return nil, nil, err
+		}
+		rt, err := docker.New(env.Host)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", runtime.ErrUnreachable, err)
+		}
+		rt.SetPullProgress(s.rep.Note)
+		rt.SetRegistryAuth(pullAuth(f.Registry))
+		eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(s.rep), deploy.WithLogger(g.log), deploy.WithActor(actor))
+		return eng, func() { rt.Close() }, nil
+	}
+	s.p = promote.New(f, st, engines, promote.WithAudit(audit.Open(st)), promote.WithLogger(g.log))
+	return s, nil
+}
+
+func newPromoteCmd(g *globals) *cobra.Command {
+	var release string
+	cmd := &cobra.Command{
+		Use:   "promote FROM TO",
+		Short: "Take a release that succeeded in FROM to TO, by its exact image digests",
+		Long: `Promote a release from environment FROM to environment TO.
+
+Only a release whose newest deployment in FROM succeeded can be promoted (and,
+when gantry release recorded it, one in state released); TO's requires: list
+names further environments it must have succeeded in. TO receives exactly the
+image digests that ran in FROM, never a tag; when TO's compose files name
+another repository for a service, the image is copied there first (on the
+same registry only the manifests move).
+
+When TO is protected (protected: true in gantry.yaml), the deployment waits
+for approval: gantry approve ID by people the environment's approvals policy
+names, never the requester. With enough approvals it runs with the health
+gate and automatic rollback. An unprotected TO is deployed at once.
+
+You act as $GANTRY_ACTOR (default: your user name), as an admin: roles are
+enforced by gantry server.
+
+Exit codes: 0 requested or deployed, 2 refused (a release that did not
+succeed in FROM, unknown environment, a service not pinned by digest), 3/4
+the deployment to an unprotected TO failed, 5 busy, 6 Docker unreachable.`,
+		Example: `  gantry promote staging production                  # the release serving in staging
+  gantry promote staging production --release 1.4.0
+  GANTRY_ACTOR=alice gantry promote staging production --output json | jq .id`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return fmt.Errorf("%w: promote needs two environments, FROM and TO, for example `gantry promote staging production`", errUsage)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := g.openPromoter()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			d, err := s.p.Request(cmd.Context(), actingAs(), args[0], args[1], release)
+			s.rep.Done()
+			if d == nil {
+				return err
+			}
+			e, gerr := s.p.Get(cmd.Context(), d.ID)
+			if gerr != nil {
+				return gerr
+			}
+			if g.output == "json" {
+				g.printJSON(e)
+				return err
+			}
+			if e.Promotion == nil {
+				var res deploy.Result
+				if json.Unmarshal(d.Result, &res) == nil && res.Deployment != 0 {
+					printResult(g, &res)
+				}
+				return err
+			}
+			fmt.Fprintf(g.stdout, "deployment %d: release %s from %s to %s awaits approval\n", d.ID, d.Release, e.Promotion.From, d.Env)
+			printPromotion(g, e.Promotion)
+			fmt.Fprintf(g.stdout, "approve: gantry approve %d   reject: gantry reject %d --comment WHY\n", d.ID, d.ID)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&release, "release", "", "release to promote (default: the one serving in FROM)")
+	return cmd
+}
+
+func printPromotion(g *globals, p *promote.Promotion) {
+	w := g.stdout
+	if p.WaitingFor != "" {
+		fmt.Fprintf(w, "  waiting for %s\n", p.WaitingFor)
+	}
+	fmt.Fprintf(w, "  requested by %s, %d of %d approval(s)", p.RequestedBy, p.Approved, p.Required)
+	if p.ApprovedAt == nil {
+		fmt.Fprintf(w, ", expires %s (in %s)", p.ExpiresAt.Local().Format(time.DateTime), time.Until(p.ExpiresAt).Round(time.Second))
+	}
+	fmt.Fprintln(w)
+	for _, a := range p.Decisions {
+		c := ""
+		if a.Comment != "" {
+			c = ": " + a.Comment
+		}
+		fmt.Fprintf(w, "  %sd by %s (%s) at %s%s\n", a.Decision, a.Actor, a.Role, a.At.Local().Format(time.DateTime), c)
+	}
+}
+
+// deploymentID reads the ID argument of approve and reject.
+func deploymentID(cmd *cobra.Command, args []string) (int64, error) {
+	if len(args) != 1 {
+		return 0, fmt.Errorf("%w: %s needs the deployment's ID, for example `%s 12`; gantry deployments --pending lists them", errUsage, cmd.CommandPath(), cmd.CommandPath())
+	}
+	id, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("%w: %q is not a deployment ID; gantry deployments --pending lists them", errUsage, args[0])
+	}
+	return id, nil
+}
+
+func newApproveCmd(g *globals) *cobra.Command {
+	var comment string
+	cmd := &cobra.Command{
+		Use:   "approve ID",
+		Short: "Approve a deployment waiting for approval; the last approval needed runs it",
+		Long: `Approve deployment ID, a promotion waiting for approval (gantry deployments
+--pending lists them, with whom each waits for).
+
+The requester can never approve their own request; you must match the
+environment's approvals.from (a role like role:admin, or your name); a request
+past its expiry is cancelled instead. The approval that completes the number
+required runs the deployment at once, with the health gate and automatic
+rollback; approvals given at the same moment are all recorded and start it
+exactly once.
+
+If the deployment could not start (another deployment held the environment,
+Docker was unreachable, gantry was killed), gantry approve ID again starts it.
+
+You act as $GANTRY_ACTOR (default: your user name), as an admin: roles are
+enforced by gantry server.
+
+Exit codes: 0 approved (and deployed, when it ran), 2 refused (your own
+request, not an approver, expired, unknown ID, decided already), 3/4 the
+deployment ran and failed, 5 busy.`,
+		Example: `  gantry approve 12
+  GANTRY_ACTOR=bob gantry approve 12 --comment "checked the staging dashboards"`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDecision(cmd, g, args, store.Approve, comment)
+		},
+	}
+	cmd.Flags().StringVar(&comment, "comment", "", "why, for the record")
+	return cmd
+}
+
+func newRejectCmd(g *globals) *cobra.Command {
+	var comment string
+	cmd := &cobra.Command{
+		Use:   "reject ID --comment WHY",
+		Short: "Reject a deployment waiting for approval (or withdraw your own request)",
+		Long: `Reject deployment ID, a promotion waiting for approval: it is cancelled with
+your comment as the reason. Approvers may reject; the requester may withdraw
+the request the same way. An approved deployment can no longer be rejected:
+roll it back with gantry rollback instead.`,
+		Example: `  gantry reject 12 --comment "error rate too high in staging"`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDecision(cmd, g, args, store.Reject, comment)
+		},
+	}
+	cmd.Flags().StringVar(&comment, "comment", "", "why (required)")
+	return cmd
+}
+
+func runDecision(cmd *cobra.Command, g *globals, args []string, decision store.Decision, comment string) error {
+	id, err := deploymentID(cmd, args)
+	if err != nil {
+		return err
+	}
+	s, err := g.openPromoter()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	actor := actingAs()
+	var dec *promote.Decision
+	if decision == store.Approve {
+		dec, err = s.p.Approve(cmd.Context(), actor, id, comment)
+	} else {
+		dec, err = s.p.Reject(cmd.Context(), actor, id, comment)
+	}
+	s.rep.Done()
+	if dec == nil || (err != nil && !dec.Started) {
+		return err
+	}
+	if g.output == "json" {
+		g.printJSON(dec)
+		return err
+	}
+	d := dec.Deployment
+	switch {
+	case decision == store.Reject:
+		fmt.Fprintf(g.stdout, "deployment %d (release %s to %s) is cancelled: %s\n", d.ID, d.Release, d.Env, d.Reason)
+		return err
+	case dec.Started && dec.Result != nil:
+		printResult(g, dec.Result)
+		return err
+	case dec.Started:
+		return err
+	}
+	p := dec.Promotion
+	verb := "approved"
+	if !dec.Recorded {
+		verb = "already approved"
+	}
+	fmt.Fprintf(g.stdout, "%s deployment %d (release %s from %s to %s) as %s\n", verb, d.ID, d.Release, p.From, d.Env, actor.Name)
+	if p.ApprovedAt != nil {
+		fmt.Fprintf(g.stdout, "  the approvals are complete; another approval's gantry (pid %d) started it: it is %s (gantry history %s)\n", p.StarterPID, d.State, d.Env)
+	}
+	printPromotion(g, p)
+	return err
+}
+
+func newDeploymentsCmd(g *globals) *cobra.Command {
+	var pending bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "deployments [ENV]",
+		Short: "List deployments of every environment (or ENV), and what waits for approval",
+		Long: `List the deployments of every environment, or of ENV, newest first, with
+the promotion each came from. With --pending, only those waiting for
+approval: how many more approvals each needs, from whom, and when the request
+expires. Requests that expired are cancelled first, with the reason.`,
+		Example: `  gantry deployments --pending
+  gantry deployments production --limit 5
+  gantry deployments --pending --output json | jq '.[].promotion.remaining'`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := g.openPromoter()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			env := ""
+			if len(args) == 1 {
+				if _, err := s.file.Env(args[0]); err != nil {
+					return err
+				}
+				env = args[0]
+			}
+			var es []promote.Entry
+			if pending {
+				all, err := s.p.Pending(cmd.Context(), s.file.Project)
+				if err != nil {
+					return err
+				}
+				for _, e := range all {
+					if env == "" || e.Env == env {
+						es = append(es, e)
+					}
+				}
+			} else if es, err = s.p.List(cmd.Context(), s.file.Project, env, limit); err != nil {
+				return err
+			}
+			if es == nil {
+				es = []promote.Entry{}
+			}
+			if g.output == "json" {
+				return g.printJSON(es)
+			}
+			if len(es) == 0 {
+				what := "deployments"
+				if pending {
+					what = "deployments waiting for approval"
+				}
+				fmt.Fprintf(g.stdout, "no %s\n", what)
+				return nil
+			}
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			if pending {
+				fmt.Fprintln(w, "ID\tENV\tRELEASE\tFROM\tREQUESTED BY\tAPPROVALS\tWAITING FOR\tEXPIRES")
+				for _, e := range es {
+					p := e.Promotion
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", e.ID, e.Env, e.Release, p.From, p.RequestedBy, p.Approved, p.Required,
+						waitingText(p), p.ExpiresAt.Local().Format(time.DateTime))
+				}
+				return w.Flush()
+			}
+			fmt.Fprintln(w, "ID\tENV\tRELEASE\tSTATE\tFROM\tBY\tAPPROVED BY\tCREATED\tREASON")
+			for _, e := range es {
+				from, by := "-", e.Actor
+				approvers := "-"
+				if p := e.Promotion; p != nil {
+					from, by = p.From, p.RequestedBy
+					var l []string
+					for _, a := range p.Decisions {
+						if a.Decision == store.Approve {
+							l = append(l, a.Actor)
+						}
+					}
+					if len(l) > 0 {
+						approvers = strings.Join(l, ",")
+					}
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Env, e.Release, e.State, from, by, approvers,
+					e.CreatedAt.Local().Format(time.DateTime), truncate(oneLine(e.Reason), 80))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&pending, "pending", false, "only deployments waiting for approval")
+	cmd.Flags().IntVar(&limit, "limit", 20, "show at most this many deployments (0: all)")
+	return cmd
+}
+
+func waitingText(p *promote.Promotion) string {
+	if p.WaitingFor == "" {
+		return "approved, starting"
+	}
+	return p.WaitingFor
+}
