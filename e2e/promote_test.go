@@ -196,7 +196,7 @@ func TestPromoteWithApproval(t *testing.T) {
 
 	// The requester cannot approve: refused, nothing changes.
 	r = p.as("alice", "approve", fmt.Sprint(e.ID))
-	if r.code != 2 || !strings.Contains(r.stderr, "alice requested deployment") || !strings.Contains(r.stderr, "cannot approve") {
+	if r.code != 2 || !strings.Contains(r.stderr, "alice requested deployment") || !strings.Contains(r.stderr, "cannot approve it; it needs an approval from role:admin") {
 		t.Fatalf("self-approval: want exit 2 saying alice cannot approve, got %s", r)
 	}
 	// An unknown ID and a reject without a reason are refused too.

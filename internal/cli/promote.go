@@ -351,6 +351,9 @@ expires. Requests that expired are cancelled first, with the reason.`,
 			fmt.Fprintln(w, "ID\tENV\tRELEASE\tSTATE\tFROM\tBY\tAPPROVED BY\tCREATED\tREASON")
 			for _, e := range es {
 				from, by := "-", e.Actor
+				if by == "" {
+					by = "-"
+				}
 				approvers := "-"
 				if p := e.Promotion; p != nil {
 					from, by = p.From, p.RequestedBy

@@ -31,7 +31,7 @@ var (
 	// policy accepts for this.
 	ErrForbidden = errors.New("not allowed")
 	// ErrSelfApproval: the requester may never approve their own request.
-	ErrSelfApproval = errors.New("the requester cannot approve")
+	ErrSelfApproval = errors.New("self-approval refused")
 	// ErrNotPromotable: the release did not succeed in the source
 	// environment, is not released, or would not run by digest.
 	ErrNotPromotable = errors.New("not promotable")
@@ -88,7 +88,7 @@ func whoMay(approvers []string) string {
 // checkApprove is the policy for an approval of request r.
 func checkApprove(r *store.ApprovalRequest, a Actor) error {
 	if a.Name == r.RequestedBy {
-		return refusal(ErrSelfApproval, "%s requested deployment %d and cannot approve it; %s must (gantry deployments --pending shows who it waits for)",
+		return refusal(ErrSelfApproval, "%s requested deployment %d and cannot approve it; it needs an approval from %s (gantry deployments --pending shows who it waits for)",
 			a.Name, r.DeploymentID, approversBut(r))
 	}
 	if !mayApprove(a, r.Approvers) {
@@ -118,9 +118,9 @@ func approversBut(r *store.ApprovalRequest) string {
 		return "another admin or editor"
 	}
 	if len(l) == 0 {
-		return "no one"
+		return "someone the policy does not name yet (it names only " + r.RequestedBy + ")"
 	}
-	return "someone else: " + strings.Join(l, " or ")
+	return strings.Join(l, " or ")
 }
 
 // reachable checks, when a request is made, that the policy can ever be
