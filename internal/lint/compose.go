@@ -117,7 +117,7 @@ func lintCompose(m *composeModel) []Finding {
 		}
 		if m.protected && svc.Image != "" {
 			if why, floating := floatingTag(svc.Image); floating {
-				add("GL2009", at("image"), fmt.Sprintf("service %s runs %s in %s, a protected environment, and %s: what runs there can change without a deploy, and a rollback cannot bring back what ran before", name, svc.Image, m.env, why))
+				add("GL2009", at("image"), fmt.Sprintf("service %s runs %s in a protected environment, and %s: what runs there can change without a deploy, and a rollback cannot bring back what ran before", name, svc.Image, why))
 			}
 		}
 		out = append(out, applyComposeIgnores(fs, svc, idx, name)...)

@@ -209,10 +209,12 @@ func TestComposeRules(t *testing.T) {
 		// production override; db privileged there only; db writable
 		// (re-levelled), in both environments once. The Dockerfiles have no
 		// HEALTHCHECK but every service running them has a compose
-		// healthcheck or a gantry probe; GL1009 is disabled. builder passes
-		// a secret build argument.
+		// healthcheck or a gantry probe, but for worker in live (protected:
+		// true), which has no probe; GL1009 is disabled. builder passes a
+		// secret build argument.
 		"project": {"compose.production.yaml:3 GL2009", "compose.production.yaml:5 GL2001",
-			"compose.yaml:11 GL2009", "compose.yaml:16 GL2006", "compose.yaml:27 GL1001"},
+			"compose.yaml:11 GL2009", "compose.yaml:16 GL2006", "compose.yaml:27 GL1001",
+			"worker.Dockerfile:1 GL1006"},
 	}
 	for name, want := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -241,12 +243,16 @@ func TestComposeRules(t *testing.T) {
 			if name != "project" {
 				return
 			}
-			// A finding of both environments is reported once, naming both.
+			// A finding of several environments is reported once, naming
+			// them; live is protected by protected: true, production by its
+			// name.
+			envs := map[string]string{
+				"compose.production.yaml:3 GL2009": "production", "compose.production.yaml:5 GL2001": "production",
+				"compose.yaml:11 GL2009": "live,production", "compose.yaml:16 GL2006": "live,production,staging",
+				"compose.yaml:27 GL1001": "live,production,staging", "worker.Dockerfile:1 GL1006": "",
+			}
 			for _, f := range rep.Findings {
-				wantEnv := "production"
-				if f.Rule == "GL2006" || f.Rule == "GL1001" {
-					wantEnv = "production,staging"
-				}
+				wantEnv := envs[fmt.Sprintf("%s:%d %s", f.File, f.Line, f.Rule)]
 				if f.Environment != wantEnv {
 					t.Errorf("%s: environment %q, want %q", f, f.Environment, wantEnv)
 				}

@@ -31,10 +31,15 @@ func (r *Report) Write(w io.Writer, format string) error {
 }
 
 // writeText prints one finding per line, file:line:col rule severity
-// message, its hint under it, and a summary.
+// message [the environments whose model has it], its hint under it, and a
+// summary.
 func (r *Report) writeText(w io.Writer) error {
 	for _, f := range r.Findings {
-		fmt.Fprintf(w, "%s:%d:%d %s %s %s\n", f.File, f.Line, f.Column, f.Rule, f.Severity, f.Message)
+		env := ""
+		if f.Environment != "" {
+			env = " [" + strings.ReplaceAll(f.Environment, ",", ", ") + "]"
+		}
+		fmt.Fprintf(w, "%s:%d:%d %s %s %s%s\n", f.File, f.Line, f.Column, f.Rule, f.Severity, f.Message, env)
 		if f.Hint != "" {
 			fmt.Fprintf(w, "    hint: %s (%s)\n", f.Hint, f.DocURL)
 		}

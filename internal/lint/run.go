@@ -40,11 +40,13 @@ type Options struct {
 	BaseDir string
 }
 
-// Protected reports whether an environment is protected: where a floating
-// image tag is an error (GL2009). Until gantry.yaml has a field that says
-// so, the environments named production or prod are.
-func Protected(env string) bool {
-	return env == "production" || env == "prod"
+// Protected reports whether an environment is protected, where a floating
+// image tag is an error (GL2009): `protected: true` in gantry.yaml (releases
+// reach it only through gantry promote), or named production or prod, with
+// or without it. The seed notes' "never deploy :latest to production"
+// should not depend on remembering the flag.
+func Protected(e *config.Environment) bool {
+	return e.Protected || e.Name == "production" || e.Name == "prod"
 }
 
 // run is one lint run's state.
@@ -187,7 +189,7 @@ func (r *run) project(f *config.File, envs []string) error {
 		for _, cf := range project.ComposeFiles {
 			r.files[r.rel(cf)] = true
 		}
-		m := &composeModel{project: project, env: env, protected: Protected(env),
+		m := &composeModel{project: project, env: env, protected: Protected(e),
 			probes: map[string]bool{}, jobs: jobs(f, project), rel: r.rel}
 		for svc := range e.Health.Probes {
 			m.probes[svc] = true
