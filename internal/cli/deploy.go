@@ -60,13 +60,6 @@ func runDeploy(cmd *cobra.Command, g *globals, envName string, fl deployFlags) e
 		return err
 	}
 	defer s.Close()
-	if s.env.Protected {
-		from := "staging"
-		if len(s.env.Requires) > 0 {
-			from = s.env.Requires[0]
-		}
-		return fmt.Errorf("%w: %s is protected: releases reach it only through gantry promote, with approvals; for example gantry promote %s %s --release 1.4.0", errUsage, envName, from, envName)
-	}
 	m, err := s.file.Resolve(cmd.Context(), envName)
 	if err != nil {
 		return err

@@ -155,6 +155,9 @@ func (f *Failure) String() string {
 // Deploy applies a release to an environment, gates it and commits it, or
 // rolls back to the release that served before.
 func (e *Engine) Deploy(ctx context.Context, m *config.Model, release string, images map[string]string) (*Result, error) {
+	if err := refuseProtected(m.Env); err != nil {
+		return nil, err
+	}
 	if err := e.rt.Ping(ctx); err != nil {
 		return nil, err
 	}

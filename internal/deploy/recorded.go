@@ -8,6 +8,20 @@ import (
 	"github.com/gantryhq/gantry/internal/store"
 )
 
+// refuseProtected: a protected environment receives releases only through
+// promotion (DeployRecorded, once approved), never a direct deploy.
+func refuseProtected(env *config.Environment) error {
+	if !env.Protected {
+		return nil
+	}
+	from := "staging"
+	if len(env.Requires) > 0 {
+		from = env.Requires[0]
+	}
+	return inputError("%s is protected: releases reach it only through gantry promote, with approvals; for example gantry promote %s %s --release 1.4.0",
+		env.Name, from, env.Name)
+}
+
 // DeployRecorded runs a deployment that was planned and recorded earlier
 // and held (awaiting approval, see package promote) through the normal
 // path: lock, recovery of interrupted work, the health gate, commit or
