@@ -378,3 +378,59 @@ func TestPromoteRefusalsExpiryAndRace(t *testing.T) {
 		t.Fatalf("%d production containers, want 1", prod)
 	}
 }
+
+// TestPromoteCrash: gantry killed (SIGKILL) right after an approval took
+// the start leaves the deployment approved and waiting, which the next
+// command does not roll back and approving again starts; killed while the
+// approved deployment runs, the next command recovers it like any other.
+func TestPromoteCrash(t *testing.T) {
+	p := newPromoteProject(t, "24h")
+	e, _ := p.promote("alice", 0, "staging", "production")
+
+	p.env = append(p.env, "GANTRY_FAILPOINTS=promote:start")
+	r := p.as("bob", "approve", fmt.Sprint(e.ID))
+	p.env = p.env[:len(p.env)-1]
+	if r.code != -1 || !strings.Contains(r.stderr, "failpoint") {
+		t.Fatalf("gantry should have been killed after the approval: %s", r)
+	}
+	if st := p.status("production"); st.Release != "" || len(st.Recovered) != 0 {
+		t.Fatalf("status after the crash: %+v", st)
+	}
+	got := p.deployment(e.ID)
+	if got.State != store.AwaitingApproval || got.Promotion.ApprovedAt == nil || got.Promotion.Approved != 1 {
+		t.Fatalf("after the crash: %s %+v", got.State, got.Promotion)
+	}
+	if r := p.run("deployments", "--pending"); !strings.Contains(r.stdout, "approved, starting") {
+		t.Errorf("deployments --pending: %s", r)
+	}
+	r = p.as("bob", "approve", fmt.Sprint(e.ID), "--output", "json")
+	var dec promote.Decision
+	if err := json.Unmarshal([]byte(r.stdout), &dec); r.code != 0 || err != nil || !dec.Started || dec.Recorded ||
+		dec.Result == nil || dec.Result.State != store.Succeeded {
+		t.Fatalf("approving again after the crash: %+v %v\n%s", dec, err, r)
+	}
+
+	// Killed while the approved deployment runs: recovered by the next
+	// command, and production keeps serving what it served before.
+	p.binaries("0.2.0")
+	p.commit("feat: the second feature")
+	p.release(0)
+	p.deploy(0, "staging", "--release", "0.2.0")
+	e, _ = p.promote("alice", 0, "staging", "production")
+	p.env = append(p.env, "GANTRY_FAILPOINTS=step:start")
+	r = p.as("bob", "approve", fmt.Sprint(e.ID))
+	p.env = p.env[:len(p.env)-1]
+	if r.code != -1 {
+		t.Fatalf("gantry should have been killed while deploying: %s", r)
+	}
+	st := p.status("production")
+	if st.Release != "0.1.0" || len(st.Recovered) != 1 || st.Recovered[0] != e.ID {
+		t.Fatalf("after recovery: %+v", st)
+	}
+	if v, err := get(fmt.Sprintf("http://127.0.0.1:%d/version", p.prodPort)); err != nil || v != "0.1.0" {
+		t.Fatalf("production /version after recovery: %q %v", v, err)
+	}
+	if got := p.deployment(e.ID); got.State != store.RolledBack || !strings.Contains(got.Reason, "interrupted") {
+		t.Fatalf("interrupted deployment: %s %q", got.State, got.Reason)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/failpoint"
 	"github.com/gantryhq/gantry/internal/image"
 	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
@@ -314,6 +315,7 @@ func (p *Promoter) decide(ctx context.Context, actor Actor, id int64, decision s
 	if !dd.Start {
 		return dec, nil
 	}
+	failpoint.Hit("promote:start")
 	dec.Started = true
 	env, err := p.file.Env(dd.Deployment.Env)
 	if err != nil {
