@@ -1,25 +1,284 @@
 package cli
 
 import (
-	"context"
+	"bufio"
+	"fmt"
 	"io"
 	"net/url"
 	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantryhq/gantry/internal/client"
+	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
-// remoteClient is the API client the commands use when gantry talks to a
-// server; nil means local mode.
-type remoteClient interface {
-	Get(ctx context.Context, path string, out any) error
-	Post(ctx context.Context, path string, body, out any) error
-	Delete(ctx context.Context, path string, out any) error
-	Stream(ctx context.Context, path string, w io.Writer) error
+// remote returns the client for the server the environment selects
+// (GANTRY_SERVER and GANTRY_TOKEN, or a context), or nil for local mode.
+func (g *globals) remote() (*client.Client, error) {
+	c, err := client.FromEnvironment()
+	if err != nil {
+		return nil, inputErr(err)
+	}
+	return c, nil
 }
-
-// remote returns the server client when one is configured. Not wired yet:
-// every command works locally.
-func (g *globals) remote() (remoteClient, error) { return nil, nil }
 
 func urlPathEscape(s string) string { return url.PathEscape(s) }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// remoteStatus is gantry status against a server.
+func remoteStatus(cmd *cobra.Command, g *globals, c *client.Client, args []string) error {
+	var all []*deploy.Status
+	if len(args) == 1 {
+		var st deploy.Status
+		if err := c.Get(cmd.Context(), "/api/v1/envs/"+url.PathEscape(args[0])+"/status", &st); err != nil {
+			return err
+		}
+		all = append(all, &st)
+	} else if err := c.Get(cmd.Context(), "/api/v1/status", &all); err != nil {
+		return err
+	}
+	if g.output == "json" {
+		if len(args) == 1 {
+			return g.printJSON(all[0])
+		}
+		return g.printJSON(all)
+	}
+	for _, st := range all {
+		printStatus(g, st)
+	}
+	return nil
+}
+
+func remoteHistory(cmd *cobra.Command, g *globals, c *client.Client, env string, limit int) error {
+	var hs []deploy.HistoryEntry
+	if err := c.Get(cmd.Context(), fmt.Sprintf("/api/v1/envs/%s/history?limit=%d", url.PathEscape(env), limit), &hs); err != nil {
+		return err
+	}
+	return printHistory(g, env, hs)
+}
+
+// remoteDeploy starts a deploy or rollback on the server and follows it,
+// showing its steps as the local display does, then prints the result.
+func remoteDeploy(cmd *cobra.Command, g *globals, c *client.Client, path string, body any) error {
+	var a client.Accepted
+	if err := c.Post(cmd.Context(), path, body, &a); err != nil {
+		return err
+	}
+	rep := newReporter(g.stderr)
+	rep.Note(fmt.Sprintf("deployment %d started on %s", a.Deployment, c.Server()))
+	res, err := c.Follow(cmd.Context(), a, func(s store.Step) { rep.Service(s.Service, s.Phase, s.Detail) })
+	rep.Done()
+	if res != nil {
+		printResult(g, res)
+	}
+	return err
+}
+
+func remoteReleases(cmd *cobra.Command, g *globals, c *client.Client, args []string, limit int) error {
+	if len(args) == 1 {
+		var r store.Release
+		if err := c.Get(cmd.Context(), "/api/v1/releases/"+url.PathEscape(args[0]), &r); err != nil {
+			return err
+		}
+		if g.output == "json" {
+			return g.printJSON(&r)
+		}
+		printRelease(g, &r)
+		return nil
+	}
+	var rs []*store.Release
+	if err := c.Get(cmd.Context(), fmt.Sprintf("/api/v1/releases?limit=%d", limit), &rs); err != nil {
+		return err
+	}
+	project := ""
+	if len(rs) == 0 && g.output != "json" {
+		// The empty list names the project, as locally.
+		var sts []*deploy.Status
+		if c.Get(cmd.Context(), "/api/v1/status", &sts) == nil && len(sts) > 0 {
+			project = sts[0].Project
+		}
+	}
+	return printReleases(g, project, rs)
+}
+
+func newContextCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "context",
+		Short: "Name the gantry servers this CLI talks to, and choose one",
+		Long: `A context is a gantry server (its URL, a token, and how to trust its
+certificate) kept in ~/.config/gantry/config.yaml (mode 0600; $GANTRY_CONFIG
+elsewhere). With a current context, gantry status, history, deploy,
+rollback, releases, token and audit talk to that server and print what they
+print locally. GANTRY_SERVER and GANTRY_TOKEN (with GANTRY_CA or
+GANTRY_FINGERPRINT) override it; GANTRY_CONTEXT picks another for one
+command; the context "local" means no server.`,
+		Example: `  gantry token create --name alice --role editor | gantry context add prod --server https://gantry.example.com:8443 --token-stdin
+  gantry context add lab --server https://127.0.0.1:8443 --token-stdin --fingerprint AB:CD:... < token
+  gantry context use prod
+  gantry context list
+  gantry context use local`,
+	}
+	cmd.AddCommand(newContextAddCmd(g), newContextUseCmd(g), newContextListCmd(g), newContextRemoveCmd(g))
+	return cmd
+}
+
+func loadContexts() (*client.Config, error) {
+	path, err := client.ConfigPath()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := client.LoadConfig(path)
+	return cfg, inputErr(err)
+}
+
+func newContextAddCmd(g *globals) *cobra.Command {
+	var ctx client.Context
+	var tokenStdin, use bool
+	cmd := &cobra.Command{
+		Use:   "add NAME --server URL --token-stdin [--ca FILE | --fingerprint SHA256]",
+		Short: "Add (or replace) a context; the token is read from stdin",
+		Long: `Add a server as a context. The token is read from stdin (never a flag:
+flags show in the process list and shell history). --ca trusts a CA bundle
+for the server's certificate; --fingerprint pins a self-signed certificate
+by the SHA-256 gantry server printed at start. The first context added
+becomes the current one.`,
+		Example: `  gantry context add prod --server https://gantry.example.com:8443 --token-stdin < prod.token
+  gantry context add lab --server https://127.0.0.1:8443 --fingerprint 3A:1F:... --token-stdin < lab.token`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("%w: gantry context add needs the context's name, for example gantry context add prod --server URL --token-stdin", errUsage)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !tokenStdin {
+				return fmt.Errorf("%w: give the token on stdin with --token-stdin (for example: gantry context add %s --server %s --token-stdin < token)", errUsage, args[0], ctx.Server)
+			}
+			line, err := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), 4096)).ReadString('\n')
+			if err != nil && err != io.EOF {
+				return err
+			}
+			ctx.Token = strings.TrimSpace(line)
+			cfg, err := loadContexts()
+			if err != nil {
+				return err
+			}
+			if err := cfg.Add(args[0], ctx); err != nil {
+				return inputErr(err)
+			}
+			if use || cfg.Current == "" {
+				cfg.Current = args[0]
+			}
+			if err := cfg.Save(); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "context %s: %s", args[0], ctx.Server)
+			if cfg.Current == args[0] {
+				fmt.Fprint(g.stdout, " (current)")
+			}
+			fmt.Fprintln(g.stdout)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&ctx.Server, "server", "", "the server's URL, https://HOST:PORT")
+	cmd.Flags().BoolVar(&tokenStdin, "token-stdin", false, "read the token from stdin")
+	cmd.Flags().StringVar(&ctx.CAFile, "ca", "", "PEM CA bundle to trust for the server's certificate")
+	cmd.Flags().StringVar(&ctx.Fingerprint, "fingerprint", "", "pin the server's certificate by its SHA-256 fingerprint")
+	cmd.Flags().BoolVar(&use, "use", false, "make it the current context")
+	return cmd
+}
+
+func newContextUseCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "use NAME|local",
+		Short:   "Choose the context commands talk to (local: none)",
+		Example: "  gantry context use prod\n  gantry context use local",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("%w: gantry context use needs a context's name, or local", errUsage)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadContexts()
+			if err != nil {
+				return err
+			}
+			if err := cfg.Use(args[0]); err != nil {
+				return inputErr(err)
+			}
+			if err := cfg.Save(); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "using %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+func newContextListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List the contexts (never their tokens)",
+		Example: "  gantry context list",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadContexts()
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return g.printJSON(map[string]any{"current": cfg.Current, "contexts": cfg.Contexts})
+			}
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "CURRENT\tNAME\tSERVER\tTRUST")
+			cur := map[bool]string{true: "*", false: ""}
+			fmt.Fprintf(w, "%s\tlocal\t(this machine's store)\t-\n", cur[cfg.Current == ""])
+			for _, n := range cfg.Names() {
+				c := cfg.Contexts[n]
+				trust := "system CAs"
+				switch {
+				case c.CAFile != "":
+					trust = "CA " + c.CAFile
+				case c.Fingerprint != "":
+					trust = "fingerprint " + c.Fingerprint[:min(len(c.Fingerprint), 23)] + "…"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", cur[cfg.Current == n], n, c.Server, trust)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func newContextRemoveCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "remove NAME",
+		Short:   "Remove a context and its token from this machine",
+		Example: "  gantry context remove lab",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("%w: gantry context remove needs a context's name", errUsage)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadContexts()
+			if err != nil {
+				return err
+			}
+			if err := cfg.Remove(args[0]); err != nil {
+				return inputErr(err)
+			}
+			if err := cfg.Save(); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "removed context %s\n", args[0])
+			return nil
+		},
+	}
+}

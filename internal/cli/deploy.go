@@ -54,6 +54,12 @@ func runDeploy(cmd *cobra.Command, g *globals, envName string, fl deployFlags) e
 	if err != nil {
 		return err
 	}
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return remoteDeploy(cmd, g, c, "/api/v1/envs/"+urlPathEscape(envName)+"/deploy", map[string]any{"release": fl.release, "images": images})
+	}
 	rep := newReporter(g.stderr)
 	s, err := g.open(envName, rep)
 	if err != nil {
@@ -99,6 +105,12 @@ keeps serving.`,
   gantry rollback staging --to 1.3.2`,
 		Args: envArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return remoteDeploy(cmd, g, c, "/api/v1/envs/"+urlPathEscape(args[0])+"/rollback", map[string]any{"to": to})
+			}
 			rep := newReporter(g.stderr)
 			s, err := g.open(args[0], rep)
 			if err != nil {

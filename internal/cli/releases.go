@@ -28,6 +28,12 @@ exactly these digests.`,
   gantry releases --output json | jq -r '.[0].version'`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return remoteReleases(cmd, g, c, args, limit)
+			}
 			f, err := g.loadFile()
 			if err != nil {
 				return err
@@ -52,31 +58,39 @@ exactly these digests.`,
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
-				if rs == nil {
-					rs = []*store.Release{}
-				}
-				return g.printJSON(rs)
-			}
-			if len(rs) == 0 {
-				fmt.Fprintf(g.stdout, "%s: no releases yet; make one with gantry release\n", f.Project)
-				return nil
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "VERSION\tSTATE\tCOMMIT\tCREATED\tIMAGES")
-			for _, r := range rs {
-				state := r.State
-				if r.Reason != "" {
-					state += ": " + truncate(oneLine(r.Reason), 60)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%.7s\t%s\t%s\n", r.Version, state, r.Commit,
-					r.CreatedAt.Local().Format("2006-01-02 15:04:05"), imageSummary(r))
-			}
-			return w.Flush()
+			return printReleases(g, f.Project, rs)
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 20, "show at most this many releases (0: all)")
 	return cmd
+}
+
+// printReleases prints the releases as a table.
+func printReleases(g *globals, project string, rs []*store.Release) error {
+	if g.output == "json" {
+		if rs == nil {
+			rs = []*store.Release{}
+		}
+		return g.printJSON(rs)
+	}
+	if len(rs) == 0 {
+		if project == "" {
+			project = "the project"
+		}
+		fmt.Fprintf(g.stdout, "%s: no releases yet; make one with gantry release\n", project)
+		return nil
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VERSION\tSTATE\tCOMMIT\tCREATED\tIMAGES")
+	for _, r := range rs {
+		state := r.State
+		if r.Reason != "" {
+			state += ": " + truncate(oneLine(r.Reason), 60)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%.7s\t%s\t%s\n", r.Version, state, r.Commit,
+			r.CreatedAt.Local().Format("2006-01-02 15:04:05"), imageSummary(r))
+	}
+	return w.Flush()
 }
 
 // imageSummary is "web@sha256:0123456789ab api@sha256:..." in service order.

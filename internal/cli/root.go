@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantryhq/gantry/internal/client"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
 	"github.com/gantryhq/gantry/internal/docker"
@@ -39,9 +40,13 @@ const (
 func ExitCode(err error) int {
 	var cfgErr *config.Error
 	var locked *store.LockedError
+	var apiErr *client.APIError
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &apiErr):
+		// A server's answer carries the exit code of the same failure in local mode.
+		return apiErr.ExitCode()
 	case errors.Is(err, deploy.ErrRolledBack):
 		return ExitRolledBack
 	case errors.Is(err, deploy.ErrFailed):
@@ -155,6 +160,7 @@ Start with:
 	root.AddCommand(newLintCmd(g))
 	root.AddCommand(newServerCmd(g))
 	root.AddCommand(newPromoteCmd(g), newApproveCmd(g), newRejectCmd(g), newDeploymentsCmd(g))
+	root.AddCommand(newContextCmd(g))
 	return root
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gantryhq/gantry/internal/deploy"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -19,6 +21,12 @@ unfinished is recovered first.`,
   gantry status --output json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return remoteStatus(cmd, g, c, args)
+			}
 			f, err := g.loadFile()
 			if err != nil {
 				return err
@@ -42,22 +50,7 @@ unfinished is recovered first.`,
 					all = append(all, st)
 					continue
 				}
-				w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-				if st.Release == "" {
-					fmt.Fprintf(w, "%s: nothing deployed yet (%s)\n", name, st.Host)
-				} else {
-					fmt.Fprintf(w, "%s: release %s (deployment %d) since %s\n", name, st.Release, st.Deployment, ago(st.Since))
-				}
-				if len(st.Services) > 0 {
-					fmt.Fprintln(w, "  SERVICE\tRELEASE\tIMAGE\tSTATE\tHEALTH\tSINCE")
-					for _, s := range st.Services {
-						fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Release, s.Image, s.State, s.Health, ago(s.Since))
-					}
-				}
-				if st.Kept > 0 {
-					fmt.Fprintf(w, "  %d stopped container(s) of earlier releases kept for rollback\n", st.Kept)
-				}
-				w.Flush()
+				printStatus(g, st)
 			}
 			if g.output == "json" {
 				if len(args) == 1 {
@@ -68,6 +61,27 @@ unfinished is recovered first.`,
 			return nil
 		},
 	}
+}
+
+// printStatus prints one environment's status as a table.
+func printStatus(g *globals, st *deploy.Status) {
+	name := st.Env
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	if st.Release == "" {
+		fmt.Fprintf(w, "%s: nothing deployed yet (%s)\n", name, st.Host)
+	} else {
+		fmt.Fprintf(w, "%s: release %s (deployment %d) since %s\n", name, st.Release, st.Deployment, ago(st.Since))
+	}
+	if len(st.Services) > 0 {
+		fmt.Fprintln(w, "  SERVICE\tRELEASE\tIMAGE\tSTATE\tHEALTH\tSINCE")
+		for _, s := range st.Services {
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Release, s.Image, s.State, s.Health, ago(s.Since))
+		}
+	}
+	if st.Kept > 0 {
+		fmt.Fprintf(w, "  %d stopped container(s) of earlier releases kept for rollback\n", st.Kept)
+	}
+	w.Flush()
 }
 
 func ago(t *time.Time) string {
@@ -89,6 +103,12 @@ rollback), final state, how long it took and why it ended as it did.`,
   gantry history staging --limit 5 --output json`,
 		Args: envArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return remoteHistory(cmd, g, c, args[0], limit)
+			}
 			s, err := g.open(args[0], newReporter(g.stderr))
 			if err != nil {
 				return err
@@ -98,30 +118,38 @@ rollback), final state, how long it took and why it ended as it did.`,
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
-				return g.printJSON(hs)
-			}
-			if len(hs) == 0 {
-				fmt.Fprintf(g.stdout, "%s: no deployments yet\n", args[0])
-				return nil
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tRELEASE\tKIND\tSTATE\tSTARTED\tTOOK\tREASON")
-			for _, h := range hs {
-				state := string(h.State)
-				if h.Serving {
-					state += " (serving)"
-				}
-				took := "-"
-				if h.DurationSeconds > 0 {
-					took = fmt.Sprintf("%.1fs", h.DurationSeconds)
-				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.Release, h.Kind, state,
-					h.CreatedAt.Local().Format("2006-01-02 15:04:05"), took, truncate(oneLine(h.Reason), 120))
-			}
-			return w.Flush()
+			return printHistory(g, args[0], hs)
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 20, "show at most this many deployments (0: all)")
 	return cmd
+}
+
+// printHistory prints an environment's deployments as a table.
+func printHistory(g *globals, env string, hs []deploy.HistoryEntry) error {
+	if g.output == "json" {
+		if hs == nil {
+			hs = []deploy.HistoryEntry{}
+		}
+		return g.printJSON(hs)
+	}
+	if len(hs) == 0 {
+		fmt.Fprintf(g.stdout, "%s: no deployments yet\n", env)
+		return nil
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tRELEASE\tKIND\tSTATE\tSTARTED\tTOOK\tREASON")
+	for _, h := range hs {
+		state := string(h.State)
+		if h.Serving {
+			state += " (serving)"
+		}
+		took := "-"
+		if h.DurationSeconds > 0 {
+			took = fmt.Sprintf("%.1fs", h.DurationSeconds)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.Release, h.Kind, state,
+			h.CreatedAt.Local().Format("2006-01-02 15:04:05"), took, truncate(oneLine(h.Reason), 120))
+	}
+	return w.Flush()
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/client"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/store"
 )
@@ -41,7 +42,7 @@ func localActor() string {
 
 // inputErr makes a domain package's bad-input error exit with code 2.
 func inputErr(err error) error {
-	if errors.Is(err, auth.ErrInput) && !errors.Is(err, errUsage) {
+	if (errors.Is(err, auth.ErrInput) || errors.Is(err, client.ErrInput)) && !errors.Is(err, errUsage) {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	return err
