@@ -54,7 +54,11 @@ func parseDockerfile(file string, data []byte) (*dockerfile, error) {
 func dockerfileError(file string, err error) error {
 	var le *parser.LocationError
 	if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
-		return fmt.Errorf("%w: %s:%d: %v (docker build would refuse it too)", ErrInput, file, le.Locations[0][0].Start.Line, errors.Unwrap(err))
+		msg := err
+		if inner := errors.Unwrap(le); inner != nil {
+			msg = inner
+		}
+		return fmt.Errorf("%w: %s:%d: %v (docker build would refuse it too)", ErrInput, file, le.Locations[0][0].Start.Line, msg)
 	}
 	return fmt.Errorf("%w: %s: %v (docker build would refuse it too)", ErrInput, file, err)
 }

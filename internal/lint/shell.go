@@ -91,7 +91,7 @@ func (c call) flagValue(flags ...string) string {
 }
 
 // wrappers run the command that follows them.
-var wrappers = map[string]bool{"sudo": true, "env": true, "command": true, "exec": true, "nohup": true, "time": true, "xargs": false}
+var wrappers = map[string]bool{"sudo": true, "env": true, "command": true, "exec": true, "nohup": true, "time": true}
 
 // calls parses a shell script and lists its simple commands in order. A
 // script the parser rejects gives no commands: a rule cannot judge what it
