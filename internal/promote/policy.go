@@ -127,7 +127,7 @@ func approversBut(r *store.ApprovalRequest) string {
 // met without the requester: with approvers named one by one, enough of
 // them must be other people.
 func reachable(env *config.Environment, requester string) error {
-	a := env.Approvals
+	a := approvalsOf(env)
 	others := 0
 	for _, w := range a.From {
 		if strings.HasPrefix(w, config.ApproverRolePrefix) {
@@ -142,6 +142,22 @@ func reachable(env *config.Environment, requester string) error {
 	}
 	return refusal(ErrForbidden, "%s needs %d approval(s) from %s; with %s requesting, only %d other person can approve; ask one of them to request the promotion, or add approvers in gantry.yaml",
 		env.Name, a.Required, strings.Join(a.From, ", "), requester, others)
+}
+
+// approvalsOf is a protected environment's approval policy, with the
+// defaults for one that was not loaded through config (which fills them in).
+func approvalsOf(env *config.Environment) config.Approvals {
+	a := config.Approvals{Required: config.DefaultApprovals, Expire: config.Duration(config.DefaultApprovalExpiry)}
+	if env.Approvals != nil {
+		a.From = env.Approvals.From
+		if env.Approvals.Required > 0 {
+			a.Required = env.Approvals.Required
+		}
+		if env.Approvals.Expire > 0 {
+			a.Expire = env.Approvals.Expire
+		}
+	}
+	return a
 }
 
 // remaining is how many more approvals a request needs.

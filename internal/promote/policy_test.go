@@ -197,3 +197,23 @@ func TestActorValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// FuzzSplitRef: any reference splits without panicking into a repository
+// without digest, a tag without a slash, and pieces that add up again.
+func FuzzSplitRef(f *testing.F) {
+	for _, s := range []string{"reg:5000/shop/web:1.4@" + dA, "web", "a:b:c", "a@b@c", ":", "@", "reg:5000/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ref string) {
+		repo, tag, digest := splitRef(ref)
+		if strings.Contains(repo, "@") || strings.Contains(tag, "/") {
+			t.Fatalf("%q: repo %q tag %q", ref, repo, tag)
+		}
+		if len(repo)+len(tag)+len(digest) > len(ref) {
+			t.Fatalf("%q split into more than it holds: %q %q %q", ref, repo, tag, digest)
+		}
+		if pinnedRef(ref) && !strings.HasPrefix(digest, "sha256:") {
+			t.Fatalf("%q pinned without a sha256 digest", ref)
+		}
+	})
+}

@@ -203,8 +203,9 @@ func (p *Promoter) Request(ctx context.Context, actor Actor, from, to, release s
 		return nil, err
 	}
 	d = &store.Deployment{Project: p.file.Project, Env: to, Release: release, Kind: "deploy", Plan: raw, Actor: actor.Name, PID: os.Getpid()}
+	policy := approvalsOf(dst)
 	req := &store.ApprovalRequest{From: from, SourceID: source.ID, RequestedBy: actor.Name, RequesterRole: string(actor.Role),
-		Required: dst.Approvals.Required, Approvers: dst.Approvals.From, ExpiresAt: p.now().Add(dst.Approvals.Expire.D())}
+		Required: policy.Required, Approvers: policy.From, ExpiresAt: p.now().Add(policy.Expire.D())}
 	if err := p.store.CreateAwaiting(ctx, d, req); err != nil {
 		return nil, err
 	}
