@@ -64,6 +64,7 @@ func toAPIError(err error) *Error {
 	var ae *Error
 	var cfgErr *config.Error
 	var locked *store.LockedError
+	msg := strings.ReplaceAll(err.Error(), "invalid input: ", "")
 	switch {
 	case errors.As(err, &ae):
 		return ae
@@ -72,10 +73,10 @@ func toAPIError(err error) *Error {
 	case errors.Is(err, runtime.ErrUnreachable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnreachable, Message: err.Error()}
 	case errors.Is(err, store.ErrNotFound):
-		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: msg}
 	case errors.As(err, &cfgErr), errors.Is(err, deploy.ErrInput), errors.Is(err, runtime.ErrImageNotFound),
 		errors.Is(err, deploy.ErrNothingDeployed), errors.Is(err, auth.ErrInput):
-		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeInvalidInput, Message: strings.TrimPrefix(err.Error(), "invalid input: ")}
+		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeInvalidInput, Message: msg}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: err.Error()}
 }

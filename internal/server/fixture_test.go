@@ -90,11 +90,24 @@ func freePort(t *testing.T) int {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	img := testenv.Image(t, testenv.Healthy)
+	return newFixtureWith(t, fixtureGantry, "", nil)
+}
+
+// newFixtureWith writes gantryYAML and more files (name -> content) with
+// PROJECT, IMG (img, default the healthy test image), PORT and PORT2
+// replaced.
+func newFixtureWith(t *testing.T, gantryYAML, img string, files map[string]string) *fixture {
+	t.Helper()
+	if img == "" {
+		img = testenv.Image(t, testenv.Healthy)
+	}
 	f := &fixture{t: t, dir: t.TempDir(), project: testenv.Project(t, "srv"), port: freePort(t), logs: &syncBuffer{}, tokens: map[string]string{}}
-	r := strings.NewReplacer("PROJECT", f.project, "IMG", img, "PORT", fmt.Sprint(f.port))
-	os.WriteFile(filepath.Join(f.dir, "gantry.yaml"), []byte(r.Replace(fixtureGantry)), 0o644)
+	r := strings.NewReplacer("PROJECT", f.project, "IMG", img, "PORT2", fmt.Sprint(freePort(t)), "PORT", fmt.Sprint(f.port))
+	os.WriteFile(filepath.Join(f.dir, "gantry.yaml"), []byte(r.Replace(gantryYAML)), 0o644)
 	os.WriteFile(filepath.Join(f.dir, "compose.yaml"), []byte(r.Replace(fixtureCompose)), 0o644)
+	for name, content := range files {
+		os.WriteFile(filepath.Join(f.dir, name), []byte(r.Replace(content)), 0o644)
+	}
 	state := filepath.Join(f.dir, ".gantry")
 	st, err := store.Open(state)
 	if err != nil {
@@ -117,27 +130,33 @@ func newFixture(t *testing.T) *fixture {
 		f.srv.Shutdown(ctx)
 		st.Close()
 	})
-	tk := auth.New(st)
-	mk := func(name string, role auth.Role, envs []string, ttl time.Duration) string {
-		secret, _, err := tk.Create(context.Background(), auth.CreateOptions{Name: name, Role: role, Envs: envs, TTL: ttl})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.secrets = append(f.secrets, secret)
-		return secret
-	}
+	mk := f.mkToken
 	f.tokens["viewer"] = mk("viewer", auth.Viewer, nil, 0)
 	f.tokens["editor"] = mk("editor", auth.Editor, nil, 0)
 	f.tokens["admin"] = mk("admin", auth.Admin, nil, 0)
 	f.tokens["other-env"] = mk("prod-editor", auth.Editor, []string{"production"}, 0)
 	f.tokens["expired"] = mk("expired", auth.Admin, nil, time.Nanosecond)
 	f.tokens["revoked"] = mk("revoked", auth.Admin, nil, 0)
-	if _, err := tk.Revoke(context.Background(), "revoked"); err != nil {
+	if _, err := auth.New(st).Revoke(context.Background(), "revoked"); err != nil {
 		t.Fatal(err)
 	}
 	f.tokens["wrong"] = "gnt_aaaaaaaa_" + strings.Repeat("x", 43)
 	f.tokens["none"] = ""
 	return f
+}
+
+func (f *fixture) mkToken(name string, role auth.Role, envs []string, ttl time.Duration) string {
+	f.t.Helper()
+	secret, _, err := auth.New(f.st).Create(context.Background(), auth.CreateOptions{Name: name, Role: role, Envs: envs, TTL: ttl})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.secrets = append(f.secrets, secret)
+	return secret
+}
+
+func (f *fixture) token(name, role string) string {
+	return f.mkToken(name, auth.Role(role), nil, 0)
 }
 
 type response struct {

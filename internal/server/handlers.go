@@ -37,6 +37,10 @@ func (s *Server) table() []*route {
 		{Method: "POST", Path: "/api/v1/envs/{env}/deploy", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "deploy", handle: s.deploy},
 		{Method: "POST", Path: "/api/v1/envs/{env}/rollback", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "rollback", handle: s.rollback},
 		{Method: "GET", Path: "/api/v1/deployments/{id}", Rule: Rule{Role: auth.Viewer, Scope: ScopeObject}, handle: s.deployment},
+		{Method: "GET", Path: "/api/v1/deployments", Rule: Rule{Role: auth.Viewer, Scope: ScopeFilter}, handle: s.deployments},
+		{Method: "POST", Path: "/api/v1/envs/{env}/promote", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "promotion.request", handle: s.promote},
+		{Method: "POST", Path: "/api/v1/deployments/{id}/approve", Rule: Rule{Role: auth.Editor, Scope: ScopeObject}, Action: "promotion.approve", handle: s.approve},
+		{Method: "POST", Path: "/api/v1/deployments/{id}/reject", Rule: Rule{Role: auth.Editor, Scope: ScopeObject}, Action: "promotion.reject", handle: s.reject},
 		{Method: "GET", Path: "/api/v1/releases", Rule: viewer, handle: s.releases},
 		{Method: "GET", Path: "/api/v1/releases/{version}", Rule: viewer, handle: s.release},
 

@@ -179,6 +179,8 @@ type call struct {
 	detail map[string]string
 	// raw: the handler wrote the response itself.
 	raw bool
+	// selfAudited: the handler's domain package wrote the audit event.
+	selfAudited bool
 }
 
 func (c *call) ctx() context.Context { return c.r.Context() }
@@ -317,6 +319,9 @@ func authReason(err error) string {
 // auditRequest records state-changing requests, login failures and denied
 // requests.
 func (s *Server) auditRequest(c *call, status int) {
+	if c.selfAudited {
+		return
+	}
 	var outcome audit.Outcome
 	switch {
 	case status == http.StatusUnauthorized:
