@@ -71,12 +71,41 @@ func remoteDeploy(cmd *cobra.Command, g *globals, c *client.Client, path string,
 	}
 	rep := newReporter(g.stderr)
 	rep.Note(fmt.Sprintf("deployment %d started on %s", a.Deployment, c.Server()))
-	res, err := c.Follow(cmd.Context(), a, func(s store.Step) { rep.Service(s.Service, s.Phase, s.Detail) })
+	res, err := c.Follow(cmd.Context(), a, func(s store.Step) {
+		phase, detail := stepPhase(s)
+		rep.Service(s.Service, phase, detail)
+	})
 	rep.Done()
 	if res != nil {
 		printResult(g, res)
 	}
 	return err
+}
+
+// stepPhase words a recorded step as the local display words the same
+// moment: the server records steps, not the engine's progress calls.
+func stepPhase(s store.Step) (string, string) {
+	switch s.Phase {
+	case "create":
+		return "creating", s.Detail
+	case "start":
+		return "waiting for health", ""
+	case "stop-old":
+		return "stopping old", ""
+	case "rollback":
+		return "rolling back", ""
+	case "verdict":
+		// "healthy=true CHECK: REASON"
+		v, reason, _ := strings.Cut(s.Detail, " ")
+		if _, r, ok := strings.Cut(reason, ": "); ok {
+			reason = r
+		}
+		if v == "healthy=true" {
+			return "healthy", reason
+		}
+		return "failed", reason
+	}
+	return s.Phase, s.Detail
 }
 
 func remoteReleases(cmd *cobra.Command, g *globals, c *client.Client, args []string, limit int) error {

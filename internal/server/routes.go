@@ -264,6 +264,7 @@ func (s *Server) serve(c *call) (int, any, error) {
 		}
 		if rt.Rule.Scope == ScopeEnv {
 			env := r.PathValue("env")
+			c.object = "env/" + env
 			if err := c.checkEnv(env); err != nil {
 				s.m.authFailures.WithLabelValues("env").Inc()
 				return 0, nil, err
