@@ -114,6 +114,42 @@ func (l *Log) Append(ctx context.Context, ev Event) (Event, error) {
 	return ev, nil
 }
 
+// AppendMany records evs in order, in one transaction (an import, or a
+// store filled for a benchmark). Times are the events' own when set.
+func (l *Log) AppendMany(ctx context.Context, evs []Event) error {
+	for _, ev := range evs {
+		if ev.Action == "" || (ev.Outcome != "" && !ev.Outcome.Valid()) {
+			return fmt.Errorf("audit event %+v: an action and a valid outcome are required", ev)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := 0
+	err := l.st.AppendAuditBatch(ctx, len(evs), func(id int64, prev string) (store.AuditRow, error) {
+		ev := evs[i]
+		i++
+		if ev.Outcome == "" {
+			ev.Outcome = OK
+		}
+		ev.Detail = Redact(ev.Detail)
+		ev.ID, ev.PrevHash = id, prev
+		if ev.Time.IsZero() {
+			ev.Time = l.now()
+		}
+		ev.Time, _ = time.Parse(timeLayout, ev.Time.UTC().Format(timeLayout))
+		h, err := ev.computeHash()
+		if err != nil {
+			return store.AuditRow{}, err
+		}
+		ev.Hash = h
+		return toRow(ev)
+	})
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return nil
+}
+
 // canonical is the hashed encoding of an event: fixed field order, the
 // detail's keys sorted (encoding/json sorts map keys), no hashes.
 type canonical struct {
@@ -223,8 +259,7 @@ type Filter struct {
 // DefaultLimit is how many events List returns when Filter.Limit is 0.
 const DefaultLimit = 100
 
-// List returns the events matching f, newest first.
-func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
+func (f Filter) query() store.AuditQuery {
 	q := store.AuditQuery{Actor: f.Actor, Action: f.Action, Object: f.Object, Outcome: string(f.Outcome), BeforeID: f.BeforeID, Limit: f.Limit}
 	if f.Limit == 0 {
 		q.Limit = DefaultLimit
@@ -235,7 +270,12 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 	if !f.Until.IsZero() {
 		q.Until = f.Until.UTC().Format(timeLayout)
 	}
-	rows, err := l.st.AuditEvents(ctx, q)
+	return q
+}
+
+// List returns the events matching f, newest first.
+func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
+	rows, err := l.st.AuditEvents(ctx, f.query())
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -246,6 +286,47 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Event, error) {
 			return nil, fmt.Errorf("audit event %d: %w", r.ID, err)
 		}
 		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// Record is an event as stored, its detail left as the JSON it is stored
+// as: it encodes as an Event does, for a server that passes events on
+// without looking into them (decoding and encoding every detail was a
+// third of a list request's time).
+type Record struct {
+	ID        int64           `json:"id"`
+	Time      time.Time       `json:"time"`
+	Actor     string          `json:"actor"`
+	Role      string          `json:"role"`
+	Action    string          `json:"action"`
+	Object    string          `json:"object"`
+	Outcome   Outcome         `json:"outcome"`
+	RequestID string          `json:"request_id,omitempty"`
+	Client    string          `json:"client,omitempty"`
+	Detail    json.RawMessage `json:"detail,omitempty"`
+	PrevHash  string          `json:"prev_hash"`
+	Hash      string          `json:"hash"`
+}
+
+// ListRecords is List, with each detail as stored.
+func (l *Log) ListRecords(ctx context.Context, f Filter) ([]Record, error) {
+	rows, err := l.st.AuditEvents(ctx, f.query())
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	out := make([]Record, 0, len(rows))
+	for _, r := range rows {
+		t, err := time.Parse(timeLayout, r.At)
+		if err != nil {
+			return nil, fmt.Errorf("audit event %d: time %q: %w", r.ID, r.At, err)
+		}
+		rec := Record{ID: r.ID, Time: t, Actor: r.Actor, Role: r.Role, Action: r.Action, Object: r.Object, Outcome: Outcome(r.Outcome),
+			RequestID: r.RequestID, Client: r.Client, PrevHash: r.PrevHash, Hash: r.Hash}
+		if r.Detail != "{}" && r.Detail != "" {
+			rec.Detail = json.RawMessage(r.Detail)
+		}
+		out = append(out, rec)
 	}
 	return out, nil
 }

@@ -274,6 +274,14 @@ func TestListFilters(t *testing.T) {
 		return strings.Join(s, ",")
 	}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// ListRecords encodes as List does.
+	a, _ := l.List(ctx, Filter{})
+	b, _ := l.ListRecords(ctx, Filter{})
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		t.Errorf("ListRecords encodes differently:\n%s\n%s", ja, jb)
+	}
 	for _, tc := range []struct {
 		f    Filter
 		want string
@@ -362,5 +370,25 @@ func TestBadEvents(t *testing.T) {
 	}
 	if rep := verify(t, l); rep.Events != 0 {
 		t.Errorf("a refused event was stored: %+v", rep)
+	}
+}
+
+func TestAppendManyContinuesTheChain(t *testing.T) {
+	l, _ := newLog(t)
+	appendN(t, l, 2)
+	var evs []Event
+	for i := range 500 {
+		evs = append(evs, Event{Actor: "bulk", Action: "deploy", Object: fmt.Sprint(i), Time: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)})
+	}
+	if err := l.AppendMany(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 1)
+	rep := verify(t, l)
+	if rep.Problem != nil || rep.Events != 503 {
+		t.Fatalf("%+v", rep)
+	}
+	if err := l.AppendMany(context.Background(), []Event{{Actor: "x"}}); err == nil {
+		t.Error("an event without an action was accepted")
 	}
 }

@@ -92,14 +92,29 @@ type Tokens struct {
 	// client costs one write a minute, not one per request.
 	mu      sync.Mutex
 	touched map[string]time.Time
+	// verified remembers tokens that authenticated, for CacheFor, so that
+	// a busy client costs no database read per request.
+	verified map[[32]byte]verified
 }
+
+type verified struct {
+	ident   Identity
+	expires *time.Time
+	at      time.Time
+}
+
+// CacheFor is how long a verified token is trusted without reading the
+// store again: a token revoked through these Tokens stops at once, one
+// revoked by another process (a local gantry token revoke next to a
+// server) within CacheFor.
+const CacheFor = 2 * time.Second
 
 // TouchEvery is how often a token's last-used time is written at most.
 const TouchEvery = time.Minute
 
 // New returns the tokens kept in st.
 func New(st *store.Store) *Tokens {
-	return &Tokens{st: st, now: time.Now, touched: map[string]time.Time{}}
+	return &Tokens{st: st, now: time.Now, touched: map[string]time.Time{}, verified: map[[32]byte]verified{}}
 }
 
 // CreateOptions describe a new token.
@@ -197,6 +212,16 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Identity, err
 	if token == "" {
 		return nil, ErrNoToken
 	}
+	key := sha256.Sum256([]byte(token))
+	now := t.now()
+	t.mu.Lock()
+	v, ok := t.verified[key]
+	t.mu.Unlock()
+	if ok && now.Sub(v.at) < CacheFor && (v.expires == nil || now.Before(*v.expires)) {
+		ident := v.ident
+		t.touch(ctx, ident.TokenID, now)
+		return &ident, nil
+	}
 	id, secret, ok := split(token)
 	if !ok {
 		return nil, ErrBadToken
@@ -214,13 +239,18 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (*Identity, err
 		return nil, ErrBadToken
 	}
 	ident := &Identity{TokenID: rec.ID, Name: rec.Name, Role: Role(rec.Role), Envs: rec.Envs}
-	now := t.now()
 	switch {
 	case rec.RevokedAt != nil:
 		return ident, ErrRevoked
 	case rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt):
 		return ident, ErrExpired
 	}
+	t.mu.Lock()
+	if len(t.verified) > 10000 {
+		clear(t.verified) // bounded: tokens are few, a flood of them is not kept
+	}
+	t.verified[key] = verified{ident: *ident, expires: rec.ExpiresAt, at: now}
+	t.mu.Unlock()
 	t.touch(ctx, rec.ID, now)
 	return ident, nil
 }
@@ -250,6 +280,11 @@ func (t *Tokens) List(ctx context.Context) ([]*store.Token, error) {
 // Revoke revokes the token named nameOrID (its name or its id).
 func (t *Tokens) Revoke(ctx context.Context, nameOrID string) (*store.Token, error) {
 	rec, err := t.st.RevokeToken(ctx, nameOrID)
+	if err == nil {
+		t.mu.Lock()
+		clear(t.verified)
+		t.mu.Unlock()
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %v; gantry token list shows the tokens", ErrInput, err)
 	}

@@ -139,3 +139,30 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestRevokedElsewhereStopsWithinCacheFor(t *testing.T) {
+	ctx := context.Background()
+	tk, dir := newTokens(t)
+	clock := time.Now()
+	tk.now = func() time.Time { return clock }
+	secret, _, err := tk.Create(ctx, CreateOptions{Name: "ci", Role: Editor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Authenticate(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	// Another process revokes it in the same store.
+	st2, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if _, err := New(st2).Revoke(ctx, "ci"); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(CacheFor)
+	if _, err := tk.Authenticate(ctx, secret); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked elsewhere, after CacheFor: %v", err)
+	}
+}

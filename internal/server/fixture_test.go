@@ -48,7 +48,7 @@ const fixtureCompose = `services:
 // fixture is a server over a real store and the real Docker engine, with a
 // token for each identity of the role matrix.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	project string
 	port    int
@@ -78,7 +78,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,7 +88,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	return newFixtureWith(t, fixtureGantry, "", nil)
 }
@@ -96,7 +96,7 @@ func newFixture(t *testing.T) *fixture {
 // newFixtureWith writes gantryYAML and more files (name -> content) with
 // PROJECT, IMG (img, default the healthy test image), PORT and PORT2
 // replaced.
-func newFixtureWith(t *testing.T, gantryYAML, img string, files map[string]string) *fixture {
+func newFixtureWith(t testing.TB, gantryYAML, img string, files map[string]string) *fixture {
 	t.Helper()
 	if img == "" {
 		img = testenv.Image(t, testenv.Healthy)
@@ -165,7 +165,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("answer %d is not JSON: %v\n%s", r.status, err, r.body)

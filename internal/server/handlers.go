@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -69,26 +70,26 @@ func (s *Server) openapi(c *call) (int, any, error) {
 
 // statusAll is every environment the token may see.
 func (s *Server) statusAll(c *call) (int, any, error) {
-	out := []*deploy.Status{}
+	out := []json.RawMessage{}
 	for _, env := range s.envs {
 		if !c.id.CanEnv(env) {
 			continue
 		}
-		st, err := s.watchers[env].status(c.ctx())
+		_, b, err := s.watchers[env].statusJSON(c.ctx())
 		if err != nil {
 			return 0, nil, err
 		}
-		out = append(out, st)
+		out = append(out, b)
 	}
 	return http.StatusOK, out, nil
 }
 
 func (s *Server) statusEnv(c *call) (int, any, error) {
-	st, err := s.watchers[c.env].status(c.ctx())
+	_, b, err := s.watchers[c.env].statusJSON(c.ctx())
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, st, nil
+	return http.StatusOK, json.RawMessage(b), nil
 }
 
 func (s *Server) history(c *call) (int, any, error) {
@@ -332,7 +333,7 @@ func (s *Server) auditList(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	evs, err := s.audit.List(c.ctx(), f)
+	evs, err := s.audit.ListRecords(c.ctx(), f)
 	return http.StatusOK, evs, err
 }
 

@@ -30,7 +30,7 @@ type sample struct {
 
 // seed records a staging deployment and a release, for the routes that
 // read one.
-func seed(t *testing.T, f *fixture) (deploymentID int64) {
+func seed(t testing.TB, f *fixture) (deploymentID int64) {
 	t.Helper()
 	ctx := context.Background()
 	d := &store.Deployment{Project: f.project, Env: "staging", Release: "seed", Kind: "deploy"}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ type watcher struct {
 	refreshMu sync.Mutex // one read of Docker at a time
 	mu        sync.Mutex
 	snap      *deploy.Status
+	snapJSON  []byte // snap, encoded once for all the requests that read it
 	snapErr   error
 	snapAt    time.Time
 	snapKey   recordKey
@@ -73,37 +75,59 @@ func (w *watcher) recover(ctx context.Context) ([]int64, error) {
 	return eng.Recover(ctx, w.s.project, w.env)
 }
 
+// history lists the environment's deployments as deploy.Engine.History
+// does, without recovering first (see observe) and without reading plans.
 func (w *watcher) history(ctx context.Context, limit int) ([]deploy.HistoryEntry, error) {
-	eng, _, err := w.open()
+	ds, err := w.s.st.HistoryBrief(ctx, w.s.project, w.env, limit)
 	if err != nil {
 		return nil, err
 	}
-	return eng.Records(ctx, w.s.project, w.env, limit)
+	serving, err := w.s.st.ServingID(ctx, w.s.project, w.env)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]deploy.HistoryEntry, 0, len(ds))
+	for _, d := range ds {
+		h := deploy.HistoryEntry{Deployment: d, Serving: serving == d.ID}
+		if d.FinishedAt != nil {
+			h.DurationSeconds = d.FinishedAt.Sub(d.CreatedAt).Seconds()
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }
 
 func (w *watcher) key(ctx context.Context) (recordKey, error) {
-	ds, err := w.s.st.History(ctx, w.s.project, w.env, 1)
-	if err != nil || len(ds) == 0 {
-		return recordKey{}, err
-	}
-	return recordKey{ds[0].ID, ds[0].UpdatedAt}, nil
+	id, updated, err := w.s.st.LastChange(ctx, w.s.project, w.env)
+	return recordKey{id, updated}, err
 }
 
 // status is the environment's status: the watcher's, when nothing was
 // recorded since it was read, or read now.
 func (w *watcher) status(ctx context.Context) (*deploy.Status, error) {
+	st, _, err := w.statusJSON(ctx)
+	return st, err
+}
+
+// statusJSON is status with its JSON encoding, made once per reading.
+func (w *watcher) statusJSON(ctx context.Context) (*deploy.Status, []byte, error) {
 	k, err := w.key(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w.mu.Lock()
 	if w.snap != nil && w.snapKey == k && time.Since(w.snapAt) < maxStatusAge {
-		st := w.snap
+		st, b := w.snap, w.snapJSON
 		w.mu.Unlock()
-		return st, nil
+		return st, b, nil
 	}
 	w.mu.Unlock()
-	return w.refresh(ctx)
+	if _, err := w.refresh(ctx); err != nil {
+		return nil, nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.snap, w.snapJSON, nil
 }
 
 // refresh reads the environment's status from Docker and the record.
@@ -133,14 +157,15 @@ func (w *watcher) refresh(ctx context.Context) (*deploy.Status, error) {
 				k = k2
 			}
 		}
+		b, _ := json.Marshal(st)
 		w.mu.Lock()
-		w.snap, w.snapErr, w.snapAt, w.snapKey = st, nil, time.Now(), k
+		w.snap, w.snapJSON, w.snapErr, w.snapAt, w.snapKey = st, append(b, '\n'), nil, time.Now(), k
 		w.mu.Unlock()
 		w.gauge(st)
 		return st, nil
 	}
 	w.mu.Lock()
-	w.snap, w.snapErr = nil, err
+	w.snap, w.snapJSON, w.snapErr = nil, nil, err
 	w.mu.Unlock()
 	w.gauge(nil)
 	return nil, err

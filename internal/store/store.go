@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -25,6 +26,8 @@ const FileName = "gantry.db"
 // Store is the deployment record.
 type Store struct {
 	db *sql.DB
+	// stmts caches prepared statements of hot queries (see prepared).
+	stmts sync.Map
 }
 
 // ErrNotFound is returned when a record does not exist.
@@ -120,6 +123,10 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	// Keep connections for concurrent readers (gantry server): database/sql
+	// keeps 2 idle by default, and opening a SQLite connection (the file,
+	// the pragmas) costs more than most queries.
+	db.SetMaxIdleConns(32)
 	for _, ddl := range schemas {
 		if _, err := db.Exec(ddl); err != nil {
 			db.Close()

@@ -74,7 +74,11 @@ func timeOrNil(t *time.Time) any {
 
 // GetToken returns the token with the id.
 func (s *Store) GetToken(ctx context.Context, id string) (*Token, error) {
-	t, err := scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id=?`, id))
+	stmt, err := s.prepared(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id=?`)
+	if err != nil {
+		return nil, err
+	}
+	t, err := scanToken(stmt.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("token %s: %w", id, ErrNotFound)
 	}
