@@ -288,3 +288,39 @@ func TestServerKilledDuringHealthWait(t *testing.T) {
 		t.Fatalf("a deploy after recovery: %s", r)
 	}
 }
+
+// TestPromotionThroughServer: two people with their own tokens: alice
+// promotes the release that passed staging, sees it wait, cannot approve it
+// herself; bob approves, and production runs it.
+func TestPromotionThroughServer(t *testing.T) {
+	p := newPromoteProject(t, "24h")
+	alice := makeToken(t, p.project, "alice", "editor")
+	bob := makeToken(t, p.project, "bob", "admin")
+	srv := startServer(t, p.project, "")
+
+	p.env = append(srv.env(alice), "E2E_REGISTRY_PASSWORD="+registryPassword)
+	r := p.run("promote", "staging", "production")
+	if r.code != 0 || !strings.Contains(r.stdout, "awaits approval") || !strings.Contains(r.stdout, "requested by alice") {
+		t.Fatalf("promote as alice: %s", r)
+	}
+	var id int64
+	fmt.Sscanf(r.stdout, "deployment %d:", &id)
+	if r := p.run("deployments", "--pending"); r.code != 0 || !strings.Contains(r.stdout, "alice") || !strings.Contains(r.stdout, "0/1") {
+		t.Fatalf("deployments --pending: %s", r)
+	}
+	if r := p.run("approve", fmt.Sprint(id)); r.code != 2 || !strings.Contains(r.stderr, "self-approval") {
+		t.Fatalf("alice approving her own request: %s", r)
+	}
+	p.env = append(srv.env(bob), "E2E_REGISTRY_PASSWORD="+registryPassword)
+	r = p.run("approve", fmt.Sprint(id), "--comment", "staging is green")
+	if r.code != 0 || !strings.Contains(r.stdout, "deployed 0.1.0 to production") {
+		t.Fatalf("approve as bob: %s", r)
+	}
+	if v, err := get(fmt.Sprintf("http://127.0.0.1:%d/version", p.prodPort)); err != nil || v != "0.1.0" {
+		t.Fatalf("production serves %q (%v)", v, err)
+	}
+	r = p.run("deployments", "production")
+	if r.code != 0 || !strings.Contains(r.stdout, "bob") || !strings.Contains(r.stdout, "succeeded") {
+		t.Fatalf("deployments production: %s", r)
+	}
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/client"
 	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/promote"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -69,17 +71,7 @@ func remoteDeploy(cmd *cobra.Command, g *globals, c *client.Client, path string,
 	if err := c.Post(cmd.Context(), path, body, &a); err != nil {
 		return err
 	}
-	rep := newReporter(g.stderr)
-	rep.Note(fmt.Sprintf("deployment %d started on %s", a.Deployment, c.Server()))
-	res, err := c.Follow(cmd.Context(), a, func(s store.Step) {
-		phase, detail := stepPhase(s)
-		rep.Service(s.Service, phase, detail)
-	})
-	rep.Done()
-	if res != nil {
-		printResult(g, res)
-	}
-	return err
+	return followRemote(cmd, g, c, a)
 }
 
 // stepPhase words a recorded step as the local display words the same
@@ -310,4 +302,108 @@ func newContextRemoveCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// remotePromote is gantry promote against a server: the token is the
+// requester.
+func remotePromote(cmd *cobra.Command, g *globals, c *client.Client, from, to, release string) error {
+	var raw json.RawMessage
+	if err := c.Post(cmd.Context(), "/api/v1/envs/"+url.PathEscape(to)+"/promote", map[string]string{"from": from, "release": release}, &raw); err != nil {
+		return err
+	}
+	var a client.Accepted
+	if json.Unmarshal(raw, &a) == nil && a.URL != "" {
+		// Not protected: deployed at once, followed as a deploy.
+		return followRemote(cmd, g, c, a)
+	}
+	var d store.Deployment
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fmt.Errorf("promote: the server's answer is not a deployment: %w", err)
+	}
+	e, err := remoteEntry(cmd, c, d.ID, d.Env)
+	if err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return g.printJSON(e)
+	}
+	printAwaiting(g, e)
+	return nil
+}
+
+// remoteEntry finds deployment id, with its promotion, among env's.
+func remoteEntry(cmd *cobra.Command, c *client.Client, id int64, env string) (*promote.Entry, error) {
+	var es []promote.Entry
+	if err := c.Get(cmd.Context(), "/api/v1/deployments?limit=50&env="+url.QueryEscape(env), &es); err != nil {
+		return nil, err
+	}
+	for i := range es {
+		if es[i].ID == id && es[i].Promotion != nil {
+			return &es[i], nil
+		}
+	}
+	return nil, fmt.Errorf("deployment %d is not among the server's promotions of %s", id, env)
+}
+
+// remoteDecision is gantry approve or reject against a server: the token
+// is the approver.
+func remoteDecision(cmd *cobra.Command, g *globals, c *client.Client, id int64, decision store.Decision, comment string) error {
+	verb := "approve"
+	if decision == store.Reject {
+		verb = "reject"
+	}
+	var raw json.RawMessage
+	if err := c.Post(cmd.Context(), fmt.Sprintf("/api/v1/deployments/%d/%s", id, verb), map[string]string{"comment": comment}, &raw); err != nil {
+		return err
+	}
+	var a client.Accepted
+	if json.Unmarshal(raw, &a) == nil && a.URL != "" {
+		// This approval completed the approvals: the server runs it.
+		return followRemote(cmd, g, c, a)
+	}
+	var dec promote.Decision
+	if err := json.Unmarshal(raw, &dec); err != nil || dec.Deployment == nil {
+		return fmt.Errorf("%s: the server's answer is not a decision: %v", verb, err)
+	}
+	if g.output == "json" {
+		return g.printJSON(&dec)
+	}
+	actor := "-"
+	if p := dec.Promotion; p != nil && len(p.Decisions) > 0 {
+		actor = p.Decisions[len(p.Decisions)-1].Actor
+	}
+	printDecision(g, &dec, decision, actor)
+	return nil
+}
+
+func remoteDeployments(cmd *cobra.Command, g *globals, c *client.Client, args []string, pending bool, limit int) error {
+	q := url.Values{}
+	q.Set("limit", fmt.Sprint(limit))
+	if pending {
+		q.Set("pending", "true")
+	}
+	if len(args) == 1 {
+		q.Set("env", args[0])
+	}
+	var es []promote.Entry
+	if err := c.Get(cmd.Context(), "/api/v1/deployments?"+q.Encode(), &es); err != nil {
+		return err
+	}
+	return printEntries(g, es, pending)
+}
+
+// followRemote follows a deployment the server started and prints its
+// result as a local deploy does.
+func followRemote(cmd *cobra.Command, g *globals, c *client.Client, a client.Accepted) error {
+	rep := newReporter(g.stderr)
+	rep.Note(fmt.Sprintf("deployment %d started on %s", a.Deployment, c.Server()))
+	res, err := c.Follow(cmd.Context(), a, func(s store.Step) {
+		phase, detail := stepPhase(s)
+		rep.Service(s.Service, phase, detail)
+	})
+	rep.Done()
+	if res != nil {
+		printResult(g, res)
+	}
+	return err
 }

@@ -116,6 +116,12 @@ the deployment to an unprotected TO failed, 5 busy, 6 Docker unreachable.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return remotePromote(cmd, g, c, args[0], args[1], release)
+			}
 			s, err := g.openPromoter()
 			if err != nil {
 				return err
@@ -141,14 +147,19 @@ the deployment to an unprotected TO failed, 5 busy, 6 Docker unreachable.`,
 				}
 				return err
 			}
-			fmt.Fprintf(g.stdout, "deployment %d: release %s from %s to %s awaits approval\n", d.ID, d.Release, e.Promotion.From, d.Env)
-			printPromotion(g, e.Promotion)
-			fmt.Fprintf(g.stdout, "approve: gantry approve %d   reject: gantry reject %d --comment WHY\n", d.ID, d.ID)
+			printAwaiting(g, e)
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&release, "release", "", "release to promote (default: the one serving in FROM)")
 	return cmd
+}
+
+// printAwaiting says that a promotion waits, for whom, and what to do.
+func printAwaiting(g *globals, e *promote.Entry) {
+	fmt.Fprintf(g.stdout, "deployment %d: release %s from %s to %s awaits approval\n", e.ID, e.Release, e.Promotion.From, e.Env)
+	printPromotion(g, e.Promotion)
+	fmt.Fprintf(g.stdout, "approve: gantry approve %d   reject: gantry reject %d --comment WHY\n", e.ID, e.ID)
 }
 
 func printPromotion(g *globals, p *promote.Promotion) {
@@ -239,6 +250,12 @@ func runDecision(cmd *cobra.Command, g *globals, args []string, decision store.D
 	if err != nil {
 		return err
 	}
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return remoteDecision(cmd, g, c, id, decision, comment)
+	}
 	s, err := g.openPromoter()
 	if err != nil {
 		return err
@@ -259,28 +276,33 @@ func runDecision(cmd *cobra.Command, g *globals, args []string, decision store.D
 		g.printJSON(dec)
 		return err
 	}
+	printDecision(g, dec, decision, actor.Name)
+	return err
+}
+
+// printDecision says what an approval or a rejection did.
+func printDecision(g *globals, dec *promote.Decision, decision store.Decision, actor string) {
 	d := dec.Deployment
 	switch {
 	case decision == store.Reject:
 		fmt.Fprintf(g.stdout, "deployment %d (release %s to %s) is cancelled: %s\n", d.ID, d.Release, d.Env, d.Reason)
-		return err
+		return
 	case dec.Started && dec.Result != nil:
 		printResult(g, dec.Result)
-		return err
+		return
 	case dec.Started:
-		return err
+		return
 	}
 	p := dec.Promotion
 	verb := "approved"
 	if !dec.Recorded {
 		verb = "already approved"
 	}
-	fmt.Fprintf(g.stdout, "%s deployment %d (release %s from %s to %s) as %s\n", verb, d.ID, d.Release, p.From, d.Env, actor.Name)
+	fmt.Fprintf(g.stdout, "%s deployment %d (release %s from %s to %s) as %s\n", verb, d.ID, d.Release, p.From, d.Env, actor)
 	if p.ApprovedAt != nil {
 		fmt.Fprintf(g.stdout, "  the approvals are complete; another approval's gantry (pid %d) started it: it is %s (gantry history %s)\n", p.StarterPID, d.State, d.Env)
 	}
 	printPromotion(g, p)
-	return err
 }
 
 func newDeploymentsCmd(g *globals) *cobra.Command {
@@ -298,6 +320,12 @@ expires. Requests that expired are cancelled first, with the reason.`,
   gantry deployments --pending --output json | jq '.[].promotion.remaining'`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				return remoteDeployments(cmd, g, c, args, pending, limit)
+			}
 			s, err := g.openPromoter()
 			if err != nil {
 				return err
@@ -324,58 +352,64 @@ expires. Requests that expired are cancelled first, with the reason.`,
 			} else if es, err = s.p.List(cmd.Context(), s.file.Project, env, limit); err != nil {
 				return err
 			}
-			if es == nil {
-				es = []promote.Entry{}
-			}
-			if g.output == "json" {
-				return g.printJSON(es)
-			}
-			if len(es) == 0 {
-				what := "deployments"
-				if pending {
-					what = "deployments waiting for approval"
-				}
-				fmt.Fprintf(g.stdout, "no %s\n", what)
-				return nil
-			}
-			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			if pending {
-				fmt.Fprintln(w, "ID\tENV\tRELEASE\tFROM\tREQUESTED BY\tAPPROVALS\tWAITING FOR\tEXPIRES")
-				for _, e := range es {
-					p := e.Promotion
-					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", e.ID, e.Env, e.Release, p.From, p.RequestedBy, p.Approved, p.Required,
-						waitingText(p), p.ExpiresAt.Local().Format(time.DateTime))
-				}
-				return w.Flush()
-			}
-			fmt.Fprintln(w, "ID\tENV\tRELEASE\tSTATE\tFROM\tBY\tAPPROVED BY\tCREATED\tREASON")
-			for _, e := range es {
-				from, by := "-", e.Actor
-				if by == "" {
-					by = "-"
-				}
-				approvers := "-"
-				if p := e.Promotion; p != nil {
-					from, by = p.From, p.RequestedBy
-					var l []string
-					for _, a := range p.Decisions {
-						if a.Decision == store.Approve {
-							l = append(l, a.Actor)
-						}
-					}
-					if len(l) > 0 {
-						approvers = strings.Join(l, ",")
-					}
-				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Env, e.Release, e.State, from, by, approvers,
-					e.CreatedAt.Local().Format(time.DateTime), truncate(oneLine(e.Reason), 80))
-			}
-			return w.Flush()
+			return printEntries(g, es, pending)
 		},
 	}
 	cmd.Flags().BoolVar(&pending, "pending", false, "only deployments waiting for approval")
 	cmd.Flags().IntVar(&limit, "limit", 20, "show at most this many deployments (0: all)")
 	return cmd
+}
+
+// printEntries prints deployments with their promotions; pending: the
+// table of what waits for whom.
+func printEntries(g *globals, es []promote.Entry, pending bool) error {
+	if es == nil {
+		es = []promote.Entry{}
+	}
+	if g.output == "json" {
+		return g.printJSON(es)
+	}
+	if len(es) == 0 {
+		what := "deployments"
+		if pending {
+			what = "deployments waiting for approval"
+		}
+		fmt.Fprintf(g.stdout, "no %s\n", what)
+		return nil
+	}
+	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	if pending {
+		fmt.Fprintln(w, "ID\tENV\tRELEASE\tFROM\tREQUESTED BY\tAPPROVALS\tWAITING FOR\tEXPIRES")
+		for _, e := range es {
+			p := e.Promotion
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", e.ID, e.Env, e.Release, p.From, p.RequestedBy, p.Approved, p.Required,
+				waitingText(p), p.ExpiresAt.Local().Format(time.DateTime))
+		}
+		return w.Flush()
+	}
+	fmt.Fprintln(w, "ID\tENV\tRELEASE\tSTATE\tFROM\tBY\tAPPROVED BY\tCREATED\tREASON")
+	for _, e := range es {
+		from, by := "-", e.Actor
+		if by == "" {
+			by = "-"
+		}
+		approvers := "-"
+		if p := e.Promotion; p != nil {
+			from, by = p.From, p.RequestedBy
+			var l []string
+			for _, a := range p.Decisions {
+				if a.Decision == store.Approve {
+					l = append(l, a.Actor)
+				}
+			}
+			if len(l) > 0 {
+				approvers = strings.Join(l, ",")
+			}
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Env, e.Release, e.State, from, by, approvers,
+			e.CreatedAt.Local().Format(time.DateTime), truncate(oneLine(e.Reason), 80))
+	}
+	return w.Flush()
 }
 
 func waitingText(p *promote.Promotion) string {
