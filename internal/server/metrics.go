@@ -17,6 +17,8 @@ type metrics struct {
 	auditEvents     *prometheus.CounterVec
 	serviceHealthy  *prometheus.GaugeVec
 	inFlight        prometheus.Gauge
+	decisions       *prometheus.CounterVec
+	promotions      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,12 +57,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gantry_service_healthy",
 			Help: "1 when the serving container of a service is running and healthy, 0 otherwise, as the watcher last saw it.",
 		}, []string{"env", "service"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gantry_approval_decisions_total",
+			Help: "Approvals and rejections of promotions through the server, by environment, decision (approve, reject) and outcome (ok, denied, failed).",
+		}, []string{"env", "decision", "outcome"}),
+		promotions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gantry_promotion_requests_total",
+			Help: "Promotion requests through the server, by target environment and outcome (ok, denied, failed).",
+		}, []string{"env", "outcome"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gantry_deployments_in_progress",
 			Help: "Deployments and rollbacks the server is running now.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.requestDuration, m.deployments, m.deployDuration, m.rollbacks, m.authFailures, m.auditEvents, m.serviceHealthy, m.inFlight,
+	reg.MustRegister(m.requests, m.requestDuration, m.deployments, m.deployDuration, m.rollbacks, m.authFailures, m.auditEvents, m.serviceHealthy, m.inFlight, m.decisions, m.promotions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

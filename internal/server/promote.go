@@ -118,6 +118,17 @@ func (s *Server) runPromotion(c *call, kind string, op func(p *promote.Promoter)
 	}
 }
 
+// outcomeOf names how a promotion operation ended, for the metrics.
+func outcomeOf(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, promote.ErrForbidden), errors.Is(err, promote.ErrSelfApproval):
+		return "denied"
+	}
+	return "failed"
+}
+
 // promoteError: the rules' refusals are 403, the rest as any error.
 func promoteError(err error) error {
 	if errors.Is(err, promote.ErrForbidden) || errors.Is(err, promote.ErrSelfApproval) {
@@ -138,6 +149,7 @@ func (s *Server) promote(c *call) (int, any, error) {
 	c.selfAudited = true
 	status, body, err := s.runPromotion(c, "deploy", func(p *promote.Promoter) (any, *deploy.Result, error) {
 		d, err := p.Request(s.baseCtx, c.actor(), req.From, c.env, req.Release)
+		s.m.promotions.WithLabelValues(c.env, outcomeOf(err)).Inc()
 		var res *deploy.Result
 		if d != nil && d.State.Terminal() {
 			res = &deploy.Result{Deployment: d.ID, Env: d.Env, Release: d.Release, Kind: d.Kind, State: d.State, Reason: d.Reason}
@@ -176,6 +188,11 @@ func (s *Server) decide(c *call, approve bool) (int, any, error) {
 		} else {
 			dec, err = p.Reject(s.baseCtx, c.actor(), id, req.Comment)
 		}
+		verb := "approve"
+		if !approve {
+			verb = "reject"
+		}
+		s.m.decisions.WithLabelValues(d.Env, verb, outcomeOf(err)).Inc()
 		if dec == nil {
 			return nil, nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/image"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/registry"
@@ -163,6 +164,12 @@ func TestPromotionThroughTheAPI(t *testing.T) {
 		t.Fatalf("rejected: %s", v.State)
 	}
 
+	if n := testutil.ToFloat64(f.srv.m.decisions.WithLabelValues("production", "approve", "denied")); n != 1 {
+		t.Errorf("gantry_approval_decisions_total{decision=approve,outcome=denied} = %v", n)
+	}
+	if n := testutil.ToFloat64(f.srv.m.decisions.WithLabelValues("production", "approve", "ok")); n != 2 {
+		t.Errorf("gantry_approval_decisions_total{decision=approve,outcome=ok} = %v", n)
+	}
 	// The decisions are in the audit log once each, under the token's name.
 	evs, _ := f.srv.audit.List(context.Background(), audit.Filter{Action: "promotion", Limit: -1})
 	count := map[string]int{}

@@ -102,14 +102,9 @@ func (w *watcher) key(ctx context.Context) (recordKey, error) {
 	return recordKey{id, updated}, err
 }
 
-// status is the environment's status: the watcher's, when nothing was
-// recorded since it was read, or read now.
-func (w *watcher) status(ctx context.Context) (*deploy.Status, error) {
-	st, _, err := w.statusJSON(ctx)
-	return st, err
-}
-
-// statusJSON is status with its JSON encoding, made once per reading.
+// statusJSON is the environment's status and its JSON encoding (made once
+// per reading): the watcher's, when nothing was recorded since it was read,
+// or read now.
 func (w *watcher) statusJSON(ctx context.Context) (*deploy.Status, []byte, error) {
 	k, err := w.key(ctx)
 	if err != nil {
