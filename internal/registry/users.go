@@ -96,8 +96,12 @@ type users struct {
 }
 
 // dummyHash is compared against for unknown users, so that the answer
-// takes as long whether or not the user exists.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("gantry-unknown-user"), bcrypt.MinCost)
+// takes as long whether or not the user exists: it has the cost of real
+// users' hashes, and is made on first use, not at every gantry start.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("gantry-unknown-user"), BcryptCost)
+	return h
+})
 
 func loadUsers(path string) (*users, error) {
 	u := &users{path: path}
@@ -162,7 +166,7 @@ func (u *users) check(name, password string) bool {
 	}
 	u.mu.Unlock()
 	if !ok {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return false
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
