@@ -18,6 +18,7 @@ import (
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/image"
 	"github.com/gantryhq/gantry/internal/promote"
 	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
@@ -73,7 +74,7 @@ func (g *globals) openPromoter() (*promoteSession, error) {
 			return nil, nil, fmt.Errorf("%w: %v", runtime.ErrUnreachable, err)
 		}
 		rt.SetPullProgress(s.rep.Note)
-		rt.SetRegistryAuth(pullAuth(f.Registry))
+		rt.SetRegistryAuth(image.PullAuth(f.Registry))
 		eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(s.rep), deploy.WithLogger(g.log), deploy.WithActor(actor))
 		return eng, func() { rt.Close() }, nil
 	}

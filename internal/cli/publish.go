@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/user"
 	"sort"
 	"strings"
 
@@ -186,7 +184,7 @@ func runRelease(cmd *cobra.Command, g *globals, fl *releaseCmdFlags, services []
 		}
 	}
 	rec := &store.Release{Project: f.Project, Version: version, Commit: v.Head, Tags: ts.Tags,
-		Images: map[string]store.ReleaseImage{}, Actor: actor()}
+		Images: map[string]store.ReleaseImage{}, Actor: actingAs().Name}
 	var targets []image.Target
 	for _, r := range reqs {
 		svc := r.Service
@@ -278,18 +276,6 @@ func printReleaseOutput(g *globals, out *releaseOutput) error {
 		fmt.Fprintf(w, "deploy it with: gantry deploy ENV --release %s\n", out.Version)
 	}
 	return nil
-}
-
-// actor names who runs a command, for the record: $GANTRY_ACTOR, else
-// the login name.
-func actor() string {
-	if a := os.Getenv("GANTRY_ACTOR"); a != "" {
-		return a
-	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return ""
 }
 
 func fileList(files []string, n int) string {

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/image"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
@@ -224,7 +225,7 @@ func (g *globals) open(envName string, rep deploy.Reporter) (*session, error) {
 		rep = quietReporter{}
 	}
 	rt.SetPullProgress(rep.Note)
-	rt.SetRegistryAuth(pullAuth(f.Registry))
+	rt.SetRegistryAuth(image.PullAuth(f.Registry))
 	eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(rep), deploy.WithLogger(g.log))
 	return &session{file: f, env: env, rt: rt, store: st, engine: eng}, nil
 }
