@@ -23,11 +23,12 @@ help: ## list the targets
 build: ## build bin/gantry
 	go build -o bin/gantry ./cmd/gantry
 
-deps: ## check Go >= 1.26, install and start Docker Engine, install OpenSSH (for ssh:// host tests) and docker-registry, build the OCI conformance suite
+deps: ## check Go >= 1.26, install and start Docker Engine, install OpenSSH (for ssh:// host tests), docker-registry, Prometheus and Alertmanager, build the OCI conformance suite
 	@bash scripts/ensure-go.sh
 	@bash scripts/ensure-docker.sh
 	@bash scripts/ensure-sshd.sh
 	@bash scripts/ensure-docker-registry.sh
+	@bash scripts/ensure-prometheus.sh
 	@bash scripts/ensure-conformance.sh
 
 test: deps ## go vet, then all tests (integration tests need Docker and run)
