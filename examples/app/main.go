@@ -8,6 +8,11 @@
 // The images are built FROM scratch, which has no shell and no curl, so the
 // same binary is also the image's HEALTHCHECK (`app check`) and a one-shot
 // job (`app migrate`).
+//
+// It exports http_requests_total{code,version} at /metrics for Prometheus,
+// and can be told to fail a share of its requests (POST /errors?rate=0.5,
+// or APP_ERROR_RATE) while its health check stays green: the release that
+// is "healthy" but fails its users, which only analysis catches.
 package main
 
 import (
@@ -18,14 +23,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Set with -ldflags "-X main.version=... -X main.mode=...".
@@ -106,6 +117,7 @@ type config struct {
 	BackendURL string
 	SecretFile string
 	DataDir    string
+	ErrorRate  float64
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -120,6 +132,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		BackendURL: strings.TrimRight(getenv("APP_BACKEND_URL"), "/"),
 		SecretFile: getenv("APP_SECRET_FILE"),
 		DataDir:    getenv("APP_DATA_DIR"),
+	}
+	if v := getenv("APP_ERROR_RATE"); v != "" {
+		r, err := parseRate(v)
+		if err != nil {
+			return c, fmt.Errorf("APP_ERROR_RATE=%q: %w", v, err)
+		}
+		c.ErrorRate = r
 	}
 	if m := getenv("APP_MODE"); m != "" {
 		c.Mode = m
@@ -144,31 +163,89 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return c, nil
 }
 
+func parseRate(v string) (float64, error) {
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || r < 0 || r > 1 {
+		return 0, fmt.Errorf("the error rate is a number from 0 to 1, like 0.5")
+	}
+	return r, nil
+}
+
 // server holds the state the HTTP handlers share.
 type server struct {
 	cfg     config
 	started time.Time
 	now     func() time.Time
 	client  *http.Client
+
+	// errorRate is the share of requests answered with 500 (as float64
+	// bits); served counts requests, so that failing ones are spread evenly.
+	errorRate atomic.Uint64
+	served    atomic.Uint64
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
 }
 
 func newServer(cfg config, started time.Time) *server {
-	return &server{
-		cfg:     cfg,
-		started: started,
-		now:     time.Now,
-		client:  &http.Client{Timeout: time.Second},
+	s := &server{
+		cfg:      cfg,
+		started:  started,
+		now:      time.Now,
+		client:   &http.Client{Timeout: time.Second},
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total",
+			Help: "HTTP requests served, by status code and the app's version; probes and scrapes are not counted.",
+		}, []string{"code", "version"}),
 	}
+	s.errorRate.Store(math.Float64bits(cfg.ErrorRate))
+	s.registry.MustRegister(s.requests)
+	// Both series exist from the start, so that a rate over them is 0, not
+	// absent, before the first error.
+	s.requests.WithLabelValues("200", cfg.Version)
+	s.requests.WithLabelValues("500", cfg.Version)
+	return s
 }
 
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.index)
+	mux.HandleFunc("GET /{$}", s.counted(s.index))
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /version", s.version)
+	mux.HandleFunc("GET /version", s.counted(s.version))
 	mux.HandleFunc("GET /secret", s.secret)
 	mux.HandleFunc("GET /data", s.data)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /errors", s.setErrors)
 	return mux
+}
+
+// counted answers 500 for the configured share of requests and counts
+// every answer in http_requests_total.
+func (s *server) counted(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n := s.served.Add(1)
+		rate := math.Float64frombits(s.errorRate.Load())
+		// Request n fails when the running count of failures should grow:
+		// exact shares (0.5: every other request), no randomness in tests.
+		if rate > 0 && math.Floor(float64(n)*rate) > math.Floor(float64(n-1)*rate) {
+			s.requests.WithLabelValues("500", s.cfg.Version).Inc()
+			http.Error(w, "failing on purpose (error rate "+strconv.FormatFloat(rate, 'g', -1, 64)+")", http.StatusInternalServerError)
+			return
+		}
+		s.requests.WithLabelValues("200", s.cfg.Version).Inc()
+		h(w, r)
+	}
+}
+
+// setErrors sets the share of requests that fail: POST /errors?rate=0.5.
+func (s *server) setErrors(w http.ResponseWriter, r *http.Request) {
+	rate, err := parseRate(r.URL.Query().Get("rate"))
+	if err != nil {
+		http.Error(w, "rate: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.errorRate.Store(math.Float64bits(rate))
+	fmt.Fprintf(w, "error rate %g\n", rate)
 }
 
 func (s *server) index(w http.ResponseWriter, _ *http.Request) {

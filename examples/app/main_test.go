@@ -216,3 +216,46 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("unhealthy: check = %d", code)
 	}
 }
+
+func TestErrorRateAndMetrics(t *testing.T) {
+	s := newServer(config{Version: "2.0.0", Mode: modeHealthy}, time.Now())
+	h := s.handler()
+	for range 4 {
+		if code, _ := get(t, h, "/version"); code != http.StatusOK {
+			t.Fatalf("GET /version with error rate 0 = %d", code)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/errors?rate=0.5", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("POST /errors?rate=0.5 = %d %s", rec.Code, rec.Body)
+	}
+	fails := 0
+	for range 10 {
+		if code, _ := get(t, h, "/version"); code == http.StatusInternalServerError {
+			fails++
+		}
+	}
+	if fails != 5 {
+		t.Fatalf("with error rate 0.5, %d of 10 requests failed, want 5", fails)
+	}
+	if code, _ := get(t, h, "/healthz"); code != http.StatusOK {
+		t.Fatalf("the health check must stay green while requests fail, got %d", code)
+	}
+	_, body := get(t, h, "/metrics")
+	for _, want := range []string{`http_requests_total{code="200",version="2.0.0"} 9`, `http_requests_total{code="500",version="2.0.0"} 5`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
+	}
+	for _, bad := range []string{"/errors?rate=2", "/errors?rate=x", "/errors"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, bad, nil))
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("POST %s = %d, want 400", bad, rec.Code)
+		}
+	}
+	if _, err := loadConfig(env(map[string]string{"APP_ERROR_RATE": "1.5"})); err == nil {
+		t.Error("APP_ERROR_RATE=1.5 was accepted")
+	}
+}
