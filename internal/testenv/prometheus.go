@@ -28,7 +28,7 @@ type Server struct {
 	// URL is http://127.0.0.1:PORT.
 	URL string
 	// Dir holds its configuration and data.
-	Dir string
+	Dir  string
 	cmd  *exec.Cmd
 	out  *syncBuffer
 	done chan struct{}
