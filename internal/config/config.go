@@ -53,6 +53,7 @@ type File struct {
 	Release      Release                 `yaml:"release" json:"release"`
 	Registry     Registry                `yaml:"registry" json:"registry"`
 	Lint         Lint                    `yaml:"lint" json:"lint"`
+	Notify       Notify                  `yaml:"notify" json:"notify"`
 
 	// Path is the file gantry.yaml was read from; Dir is its directory, the
 	// base of every relative path in it.
@@ -263,6 +264,9 @@ type Environment struct {
 	// Requires names environments in which a release must have succeeded
 	// before gantry promote takes it here.
 	Requires []string `yaml:"requires" json:"requires,omitempty"`
+	// Analysis checks a release against Prometheus during its health gate
+	// and a watch window after the switch (see analysis.go).
+	Analysis *Analysis `yaml:"analysis" json:"analysis,omitempty"`
 }
 
 // Defaults of a protected environment's approvals.
@@ -519,6 +523,7 @@ func (v *validator) file(f *File) {
 	}
 	v.registry(&f.Registry)
 	v.lint(&f.Lint)
+	v.notify(&f.Notify)
 	if len(f.Environments) == 0 {
 		v.fail("no environments; add at least one, for example\n  environments:\n    staging:\n      health: { window: 5m }", "environments")
 	}
@@ -556,6 +561,7 @@ func (v *validator) env(e *Environment) {
 		v.fail("must be between 0 and 50", at("keep_releases")...)
 	}
 	v.approvals(e)
+	v.analysis(e)
 	h := &e.Health
 	if h.Window == 0 {
 		if lineOf(v.root, at("health", "window")...) != 0 {
@@ -831,6 +837,14 @@ func lineOf(n *yaml.Node, path ...string) int {
 func fieldWhere(n *yaml.Node, match func(k, v *yaml.Node) bool) string {
 	var walk func(n *yaml.Node, prefix []string) string
 	walk = func(n *yaml.Node, prefix []string) string {
+		if n.Kind == yaml.SequenceNode && len(prefix) > 0 {
+			for i, item := range n.Content {
+				if r := walk(item, append(append([]string{}, prefix...), strconv.Itoa(i))); r != "" {
+					return r
+				}
+			}
+			return ""
+		}
 		if n.Kind != yaml.MappingNode {
 			return ""
 		}
@@ -860,10 +874,17 @@ func allowed(typ string) []string {
 		"Probe": reflect.TypeOf(Probe{}), "HTTPProbe": reflect.TypeOf(HTTPProbe{}),
 		"TCPProbe": reflect.TypeOf(TCPProbe{}), "ExecProbe": reflect.TypeOf(ExecProbe{}),
 		"Release": reflect.TypeOf(Release{}), "Build": reflect.TypeOf(Build{}),
-		"buildFields": reflect.TypeOf(Build{}),
-		"Registry":    reflect.TypeOf(Registry{}),
-		"Lint":        reflect.TypeOf(Lint{}),
-		"Approvals":   reflect.TypeOf(Approvals{}),
+		"buildFields":    reflect.TypeOf(Build{}),
+		"Registry":       reflect.TypeOf(Registry{}),
+		"Lint":           reflect.TypeOf(Lint{}),
+		"Approvals":      reflect.TypeOf(Approvals{}),
+		"Analysis":       reflect.TypeOf(Analysis{}),
+		"Check":          reflect.TypeOf(Check{}),
+		"Notify":         reflect.TypeOf(Notify{}),
+		"Route":          reflect.TypeOf(Route{}),
+		"Retry":          reflect.TypeOf(Retry{}),
+		"Receiver":       reflect.TypeOf(Receiver{}),
+		"receiverFields": reflect.TypeOf(Receiver{}),
 	}
 	t, ok := types[typ]
 	if !ok {
