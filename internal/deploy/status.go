@@ -25,10 +25,12 @@ type Status struct {
 
 // ServiceStatus is one service's serving container.
 type ServiceStatus struct {
-	Name      string     `json:"name"`
-	Release   string     `json:"release"`
-	Image     string     `json:"image"`
-	ImageID   string     `json:"image_id"`
+	Name    string `json:"name"`
+	Release string `json:"release"`
+	Image   string `json:"image"`
+	ImageID string `json:"image_id"`
+	// Digest is the image's registry digest when the plan resolved one.
+	Digest    string     `json:"digest,omitempty"`
 	Container string     `json:"container,omitempty"`
 	State     string     `json:"state"`
 	Health    string     `json:"health"`
@@ -79,7 +81,7 @@ func (e *Engine) Observe(ctx context.Context, project, env string) (*Status, err
 	if plan != nil {
 		for _, name := range plan.Order {
 			svc := plan.Services[name]
-			ss := ServiceStatus{Name: name, Release: plan.Release, Image: svc.ImageRef, ImageID: svc.ImageID, State: "missing", Health: "unknown"}
+			ss := ServiceStatus{Name: name, Release: plan.Release, Image: svc.ImageRef, ImageID: svc.ImageID, Digest: svc.Digest, State: "missing", Health: "unknown"}
 			for _, c := range cs {
 				if c.Service == name && c.PlanID == plan.ID {
 					ss.Container, ss.State, ss.Health = c.Name, c.State, healthOf(c)

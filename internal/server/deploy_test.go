@@ -11,6 +11,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
@@ -102,15 +103,24 @@ func TestDeployThroughTheAPI(t *testing.T) {
 		t.Errorf("status after the kill: %+v", st.Services[0])
 	}
 
-	// Metrics: counted, and named as Prometheus wants them.
-	if n := testutil.ToFloat64(f.srv.m.deployments.WithLabelValues("staging", "deploy", "rolled_back")); n != 1 {
-		t.Errorf("gantry_deployments_total{state=rolled_back} = %v", n)
-	}
-	if n := testutil.ToFloat64(f.srv.m.rollbacks.WithLabelValues("staging", "automatic")); n != 1 {
-		t.Errorf("automatic rollbacks = %v", n)
-	}
-	if n := testutil.ToFloat64(f.srv.m.rollbacks.WithLabelValues("staging", "manual")); n != 1 {
-		t.Errorf("manual rollbacks = %v", n)
+	// Metrics: derived from the record, and named as Prometheus wants them.
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"gantry_deployments_total", map[string]string{"env": "staging", "result": "rolled_back"}, 1},
+		{"gantry_deployments_total", map[string]string{"env": "staging", "result": "succeeded"}, 2},
+		{"gantry_rollbacks_total", map[string]string{"env": "staging", "reason": "health_gate"}, 1},
+		{"gantry_rollbacks_total", map[string]string{"env": "staging", "reason": "manual"}, 1},
+		{"gantry_deploy_duration_seconds", map[string]string{"env": "staging"}, 3},
+		{"gantry_health_gate_duration_seconds", map[string]string{"env": "staging"}, 3},
+		{"gantry_approvals_pending", map[string]string{"env": "production"}, 0},
+		{"gantry_release_info", map[string]string{"env": "staging", "service": "web", "version": "1.0.0"}, 1},
+	} {
+		if got := gathered(t, f.reg, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
 	}
 	m := f.get("viewer", "/metrics")
 	for _, want := range []string{"gantry_http_requests_total{code=\"202\",method=\"POST\",route=\"/api/v1/envs/{env}/deploy\"}", "gantry_service_healthy", "gantry_http_request_duration_seconds_bucket"} {
@@ -167,4 +177,42 @@ func TestProbes(t *testing.T) {
 			t.Errorf("%s before start: %d, want %d", path, rec.Code, want)
 		}
 	}
+}
+
+// gathered is the value of the series of a metric family in reg whose
+// labels include labels (a counter's or gauge's value, a histogram's
+// count), summed over the series that match; it gathers as a scrape does.
+func gathered(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return sum
 }

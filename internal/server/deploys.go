@@ -165,17 +165,10 @@ func (s *Server) accepted(c *call, d *store.Deployment) (int, any, error) {
 	return http.StatusAccepted, Accepted{Deployment: d.ID, Env: d.Env, Release: d.Release, Kind: d.Kind, State: d.State, URL: url}, nil
 }
 
-// finishDeployment records a finished deployment in the metrics and the
-// audit log, and has the watcher look at the environment again.
+// finishDeployment records a finished deployment in the audit log and has
+// the watcher look at the environment again (the deployment metrics come
+// from the record: recordMetrics).
 func (s *Server) finishDeployment(c *call, kind string, res *deploy.Result, err error, took time.Duration, log *slog.Logger) {
-	s.m.deployments.WithLabelValues(res.Env, kind, string(res.State)).Inc()
-	s.m.deployDuration.WithLabelValues(res.Env, kind).Observe(took.Seconds())
-	switch {
-	case kind == "deploy" && res.State == store.RolledBack:
-		s.m.rollbacks.WithLabelValues(res.Env, "automatic").Inc()
-	case kind == "rollback" && res.State == store.Succeeded:
-		s.m.rollbacks.WithLabelValues(res.Env, "manual").Inc()
-	}
 	outcome := audit.OK
 	if res.State != store.Succeeded {
 		outcome = audit.Failed

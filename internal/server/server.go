@@ -103,7 +103,9 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{opts: o, project: f.Project, envs: f.EnvNames(), st: o.Store, log: o.Log,
 		tokens: auth.New(o.Store), audit: audit.Open(o.Store), reg: o.Registry, watchers: map[string]*watcher{}, running: map[string][]*runningDeploy{}}
-	s.m = newMetrics(o.Registry)
+	s.m = newMetrics(o.Registry, o.Store, f.Project, s.envs, func(err error) {
+		o.Log.Warn("metrics: reading the record failed", "err", err)
+	})
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	for _, name := range s.envs {
 		env, _ := f.Env(name)

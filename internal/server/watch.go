@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,8 @@ type watcher struct {
 	snapErr   error
 	snapAt    time.Time
 	snapKey   recordKey
-	services  []string // the services with a gauge
+	services  []string    // the services with a gauge
+	infos     [][4]string // the label values of gantry_release_info set
 }
 
 // recordKey identifies the state of an environment's record: its newest
@@ -192,10 +194,11 @@ func (w *watcher) observe(ctx context.Context) (*deploy.Status, error) {
 	return st, err
 }
 
-// gauge sets gantry_service_healthy for the serving release's services;
-// without a status (Docker unreachable) every known service reads 0.
+// gauge sets gantry_service_healthy and gantry_release_info for the
+// serving release's services; without a status (Docker unreachable) every
+// known service reads 0 and the release info stays as it was.
 func (w *watcher) gauge(st *deploy.Status) {
-	g := w.s.m.serviceHealthy
+	g, info := w.s.m.serviceHealthy, w.s.m.releaseInfo
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if st == nil {
@@ -205,6 +208,7 @@ func (w *watcher) gauge(st *deploy.Status) {
 		return
 	}
 	var now []string
+	var infos [][4]string
 	for _, ss := range st.Services {
 		if ss.Release != st.Release {
 			continue
@@ -215,13 +219,25 @@ func (w *watcher) gauge(st *deploy.Status) {
 		}
 		g.WithLabelValues(w.env, ss.Name).Set(v)
 		now = append(now, ss.Name)
+		digest := ss.Digest
+		if digest == "" {
+			digest = ss.ImageID
+		}
+		l := [4]string{w.env, ss.Name, st.Release, digest}
+		info.WithLabelValues(l[:]...).Set(1)
+		infos = append(infos, l)
 	}
 	for _, old := range w.services {
 		if !contains(now, old) {
 			g.DeleteLabelValues(w.env, old)
 		}
 	}
-	w.services = now
+	for _, old := range w.infos {
+		if !slices.Contains(infos, old) {
+			info.DeleteLabelValues(old[:]...)
+		}
+	}
+	w.services, w.infos = now, infos
 }
 
 func serviceHealthy(ss deploy.ServiceStatus) bool {

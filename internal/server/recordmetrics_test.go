@@ -1,0 +1,114 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
+)
+
+func TestRollbackReason(t *testing.T) {
+	for _, c := range []struct {
+		state  store.State
+		check  string
+		reason string
+		want   string
+		ok     bool
+	}{
+		{store.Succeeded, "", "", "", false},
+		{store.Failed, "apply", "", "", false},
+		{store.RolledBack, "healthcheck", "", "health_gate", true},
+		{store.RolledBack, "exit", "", "health_gate", true},
+		{store.RolledBack, "oom", "", "health_gate", true},
+		{store.RolledBack, "deadline", "", "health_gate", true},
+		{store.RolledBack, "probe", "", "health_gate", true},
+		{store.RolledBack, "verify", "", "health_gate", true},
+		{store.RolledBack, "analysis", "", "analysis", true},
+		{store.RolledBack, "analysis:error-rate", "", "analysis", true},
+		{store.RolledBack, "cancelled", "", "interrupted", true},
+		{store.RolledBack, "", "interrupted: gantry pid 1 stopped while verifying", "interrupted", true},
+		{store.RolledBack, "apply", "", "error", true},
+		{store.RolledBack, "", "", "error", true},
+	} {
+		res := &deploy.Result{}
+		if c.check != "" {
+			res.Failure = &deploy.Failure{Check: c.check}
+		}
+		got, ok := rollbackReason(&store.Deployment{State: c.state, Reason: c.reason}, res)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s %q %q: %q %v, want %q %v", c.state, c.check, c.reason, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// TestMetricsFromTheRecord: deploys run without the server (as the CLI
+// runs them, over the same store) count in the server's metrics, and
+// /metrics passes promlint.
+func TestMetricsFromTheRecord(t *testing.T) {
+	f := newFixture(t)
+	before := gathered(t, f.reg, "gantry_deployments_total", nil)
+	if before != 0 {
+		t.Fatalf("gantry_deployments_total before any deploy: %v", before)
+	}
+	localDeploy(t, f, "staging", "1.0.0", nil)
+	localDeploy(t, f, "staging", "2.0.0", map[string]string{"web": testenv.Image(t, testenv.Unhealthy)})
+	if n := gathered(t, f.reg, "gantry_deployments_total", map[string]string{"env": "staging", "result": "succeeded"}); n != 1 {
+		t.Errorf("succeeded deploys run by the CLI: %v", n)
+	}
+	if n := gathered(t, f.reg, "gantry_rollbacks_total", map[string]string{"env": "staging", "reason": "health_gate"}); n != 1 {
+		t.Errorf("rollbacks after a failed health gate, run by the CLI: %v", n)
+	}
+	if n := gathered(t, f.reg, "gantry_health_gate_duration_seconds", nil); n != 2 {
+		t.Errorf("health gates measured: %v", n)
+	}
+	// A second scrape counts nothing twice.
+	if n := gathered(t, f.reg, "gantry_deployments_total", nil); n != 2 {
+		t.Errorf("gantry_deployments_total after a second scrape: %v", n)
+	}
+	m := f.get("viewer", "/metrics")
+	problems, err := promlint.New(bytes.NewReader(m.body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	for _, name := range []string{"gantry_deployments_total", "gantry_deploy_duration_seconds_bucket", "gantry_rollbacks_total", "gantry_health_gate_duration_seconds_bucket", "gantry_approvals_pending", "gantry_release_info", "gantry_service_healthy"} {
+		if !bytes.Contains(m.body, []byte("\n"+name)) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
+
+// localDeploy deploys as the CLI does: the engine over the fixture's
+// store, without the server.
+func localDeploy(t *testing.T, f *fixture, env, release string, images map[string]string) *deploy.Result {
+	t.Helper()
+	ctx := context.Background()
+	file, err := config.Load(filepath.Join(f.dir, "gantry.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := file.Resolve(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := docker.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	res, _ := deploy.New(rt, f.st, filepath.Join(f.dir, ".gantry")).Deploy(ctx, m, release, images)
+	if res == nil {
+		t.Fatalf("deploy %s to %s recorded nothing", release, env)
+	}
+	return res
+}
