@@ -27,6 +27,10 @@ type composeModel struct {
 	// one-shot services, which need no health check.
 	probes map[string]bool
 	jobs   map[string]bool
+	// pinned are the services whose image gantry releases, in an
+	// environment that only gantry promote reaches: there they run by the
+	// release's digest, whatever tag the compose file names (GL2009).
+	pinned map[string]bool
 	// rel turns an absolute path into the name findings use.
 	rel func(string) string
 }
@@ -115,7 +119,7 @@ func lintCompose(m *composeModel) []Finding {
 			}
 			add("GL2008", at("healthcheck"), fmt.Sprintf("service %s turns its health check off, and %s", name, where))
 		}
-		if m.protected && svc.Image != "" {
+		if m.protected && svc.Image != "" && !m.pinned[name] {
 			if why, floating := floatingTag(svc.Image); floating {
 				add("GL2009", at("image"), fmt.Sprintf("service %s runs %s in a protected environment, and %s: what runs there can change without a deploy, and a rollback cannot bring back what ran before", name, svc.Image, why))
 			}

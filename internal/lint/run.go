@@ -191,6 +191,12 @@ func (r *run) project(f *config.File, envs []string) error {
 		}
 		m := &composeModel{project: project, env: env, protected: Protected(e),
 			probes: map[string]bool{}, jobs: jobs(f, project), rel: r.rel}
+		if e.Protected {
+			m.pinned = map[string]bool{}
+			for name := range f.Services {
+				m.pinned[name] = true
+			}
+		}
 		for svc := range e.Health.Probes {
 			m.probes[svc] = true
 		}
