@@ -184,6 +184,9 @@ type server struct {
 	served    atomic.Uint64
 	registry  *prometheus.Registry
 	requests  *prometheus.CounterVec
+	// probes counts /healthz requests by who asked, so that a test sees
+	// how often gantry's probes reach the app.
+	probes *prometheus.CounterVec
 }
 
 func newServer(cfg config, started time.Time) *server {
@@ -197,9 +200,15 @@ func newServer(cfg config, started time.Time) *server {
 			Name: "http_requests_total",
 			Help: "HTTP requests served, by status code and the app's version; probes and scrapes are not counted.",
 		}, []string{"code", "version"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "healthz_requests_total",
+			Help: "Requests to /healthz, by prober: gantry (User-Agent gantry-health) or other (the image's HEALTHCHECK and anyone else).",
+		}, []string{"prober"}),
 	}
 	s.errorRate.Store(math.Float64bits(cfg.ErrorRate))
-	s.registry.MustRegister(s.requests)
+	s.registry.MustRegister(s.requests, s.probes)
+	s.probes.WithLabelValues("gantry")
+	s.probes.WithLabelValues("other")
 	// Both series exist from the start, so that a rate over them is 0, not
 	// absent, before the first error.
 	s.requests.WithLabelValues("200", cfg.Version)
@@ -264,6 +273,11 @@ func (s *server) version(w http.ResponseWriter, _ *http.Request) {
 
 // healthz answers with the status and reason of the app's health.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	prober := "other"
+	if strings.HasPrefix(r.UserAgent(), "gantry-health") {
+		prober = "gantry"
+	}
+	s.probes.WithLabelValues(prober).Inc()
 	code, msg := s.health(r.Context())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)

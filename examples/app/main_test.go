@@ -259,3 +259,22 @@ func TestErrorRateAndMetrics(t *testing.T) {
 		t.Error("APP_ERROR_RATE=1.5 was accepted")
 	}
 }
+
+func TestHealthzCountsProbes(t *testing.T) {
+	h := newServer(config{Version: "1.0.0", Mode: modeHealthy}, time.Now()).handler()
+	for i, ua := range []string{"gantry-health", "gantry-health", "Go-http-client/1.1"} {
+		req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+		req.Header.Set("User-Agent", ua)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("probe %d: %d", i, rec.Code)
+		}
+	}
+	_, body := get(t, h, "/metrics")
+	for _, want := range []string{`healthz_requests_total{prober="gantry"} 2`, `healthz_requests_total{prober="other"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
+	}
+}

@@ -28,7 +28,10 @@ const (
 	DefaultKeepReleases = 2
 	DefaultProbeEvery   = time.Second
 	DefaultProbeTimeout = 2 * time.Second
-	DefaultFileName     = "gantry.yaml"
+	// DefaultHealthCache is how long the health view reuses a check: the
+	// notes' "30-second cache on health results".
+	DefaultHealthCache = 30 * time.Second
+	DefaultFileName    = "gantry.yaml"
 )
 
 // Strategy says how a service's old and new containers are exchanged.
@@ -297,6 +300,10 @@ type Health struct {
 	Window     Duration         `yaml:"window" json:"window"`
 	MinHealthy Duration         `yaml:"min_healthy" json:"min_healthy"`
 	Probes     map[string]Probe `yaml:"probes" json:"probes,omitempty"`
+	// Cache is how long the health view (gantry health, /health/{env})
+	// reuses its last check, so that dashboards and load balancers polling
+	// it do not load the services; 0 checks on every request.
+	Cache Duration `yaml:"cache" json:"cache"`
 }
 
 // Probe is a check gantry runs itself, on top of the image's healthcheck.
@@ -571,6 +578,12 @@ func (v *validator) env(e *Environment) {
 	}
 	if lineOf(v.root, at("health", "min_healthy")...) == 0 {
 		h.MinHealthy = Duration(DefaultMinHealthy)
+	}
+	switch {
+	case lineOf(v.root, at("health", "cache")...) == 0:
+		h.Cache = Duration(DefaultHealthCache)
+	case h.Cache.D() > time.Hour:
+		v.fail(fmt.Sprintf("the health view's cache (%s) may be at most 1h; the default is 30s", h.Cache.D()), at("health", "cache")...)
 	}
 	if h.MinHealthy >= h.Window {
 		v.fail(fmt.Sprintf("min_healthy (%s) must be shorter than the health window (%s)", h.MinHealthy.D(), h.Window.D()), at("health", "min_healthy")...)

@@ -38,6 +38,10 @@ func TestLoadFixtures(t *testing.T) {
 			msg: []string{"longer than 0", "default of 5m"}},
 		"bad.negative-min-healthy.yaml": {line: 5, field: "environments.staging.health.min_healthy",
 			msg: []string{`"-10s" is not a duration`}},
+		"bad.health-cache.yaml": {line: 5, field: "environments.staging.health.cache",
+			msg: []string{"cache (2h0m0s) may be at most 1h", "default is 30s"}},
+		"bad.health-cache-type.yaml": {line: 5, field: "environments.staging.health.cache",
+			msg: []string{`"soon" is not a duration`}},
 		"bad.strategy.yaml": {line: 4, field: "environments.staging.strategy",
 			msg: []string{`"blue-green" is not a strategy`, "auto, start-first, stop-first"}},
 		"bad.probe-two-kinds.yaml": {line: 6, field: "environments.staging.health.probes.web",
@@ -290,6 +294,9 @@ func TestFullFile(t *testing.T) {
 		t.Errorf("worker probe = %+v", w)
 	}
 
+	if st.Health.Cache.D() != DefaultHealthCache || f.Environments["production"].Health.Cache.D() != 5*time.Second {
+		t.Errorf("health view cache: staging %s (want the default %s), production %s (want 5s as written)", st.Health.Cache.D(), DefaultHealthCache, f.Environments["production"].Health.Cache.D())
+	}
 	pr := f.Environments["production"]
 	if pr.Host != "tcp://prod.example.com:2376" || pr.Strategy != StrategyStopFirst || pr.Keep() != 0 {
 		t.Errorf("production = host %q strategy %q keep %d", pr.Host, pr.Strategy, pr.Keep())
