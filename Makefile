@@ -23,13 +23,14 @@ help: ## list the targets
 build: ## build bin/gantry
 	go build -o bin/gantry ./cmd/gantry
 
-deps: ## check Go >= 1.26, install and start Docker Engine, install OpenSSH (for ssh:// host tests), docker-registry, Prometheus and Alertmanager, build the OCI conformance suite
+deps: ## check Go >= 1.26, install and start Docker Engine, install OpenSSH (for ssh:// host tests), docker-registry, Prometheus and Alertmanager, build the OCI conformance suite and Trivy
 	@bash scripts/ensure-go.sh
 	@bash scripts/ensure-docker.sh
 	@bash scripts/ensure-sshd.sh
 	@bash scripts/ensure-docker-registry.sh
 	@bash scripts/ensure-prometheus.sh
 	@bash scripts/ensure-conformance.sh
+	@bash scripts/ensure-trivy.sh
 
 test: deps ## go vet, then all tests (integration tests need Docker and run)
 	go vet ./...
