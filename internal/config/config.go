@@ -57,6 +57,7 @@ type File struct {
 	Registry     Registry                `yaml:"registry" json:"registry"`
 	Lint         Lint                    `yaml:"lint" json:"lint"`
 	Notify       Notify                  `yaml:"notify" json:"notify"`
+	Gates        Gates                   `yaml:"gates" json:"gates"`
 
 	// Path is the file gantry.yaml was read from; Dir is its directory, the
 	// base of every relative path in it.
@@ -270,6 +271,10 @@ type Environment struct {
 	// Analysis checks a release against Prometheus during its health gate
 	// and a watch window after the switch (see analysis.go).
 	Analysis *Analysis `yaml:"analysis" json:"analysis,omitempty"`
+	// RequireGates: only releases whose gates (gates: in gantry.yaml)
+	// ran and passed are deployed or promoted here, unless an admin
+	// overrides with a reason.
+	RequireGates bool `yaml:"require_gates" json:"require_gates,omitempty"`
 }
 
 // Defaults of a protected environment's approvals.
@@ -529,7 +534,7 @@ func (v *validator) file(f *File) {
 		v.build(name, s.Build)
 	}
 	v.registry(&f.Registry)
-	v.lint(&f.Lint)
+	v.gates(f)
 	v.notify(&f.Notify)
 	if len(f.Environments) == 0 {
 		v.fail("no environments; add at least one, for example\n  environments:\n    staging:\n      health: { window: 5m }", "environments")
@@ -550,6 +555,7 @@ func (v *validator) file(f *File) {
 			v.fail("environment names use lower case letters, digits, - and _", "environments", name)
 		}
 		v.env(e)
+		v.requireGates(f, e)
 	}
 }
 
@@ -898,6 +904,8 @@ func allowed(typ string) []string {
 		"Retry":          reflect.TypeOf(Retry{}),
 		"Receiver":       reflect.TypeOf(Receiver{}),
 		"receiverFields": reflect.TypeOf(Receiver{}),
+		"Gates":          reflect.TypeOf(Gates{}),
+		"Scan":           reflect.TypeOf(Scan{}),
 	}
 	t, ok := types[typ]
 	if !ok {

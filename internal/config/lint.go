@@ -45,18 +45,20 @@ var lintRuleRE = regexp.MustCompile(`^GL[0-9]{4}$`)
 
 // lint checks the lint section's shape and fills in its defaults. Whether an
 // id names an existing rule is the lint package's to say (it owns the rules);
-// here an id only has to look like one.
-func (v *validator) lint(l *Lint) {
+// here an id only has to look like one. at is where the section is written:
+// lint, or gates.lint.
+func (v *validator) lint(l *Lint, at ...string) {
+	path := func(p ...string) []string { return append(append([]string{}, at...), p...) }
 	l.lines = map[string]int{}
 	for i, id := range l.Disable {
-		at := []string{"lint", "disable", fmt.Sprint(i)}
+		at := path("disable", fmt.Sprint(i))
 		l.lines[id] = lineOf(v.root, at...)
 		if !lintRuleRE.MatchString(id) {
 			v.fail(fmt.Sprintf("%q is not a rule id; rule ids look like GL1001 (`gantry lint --rules` lists them)", id), at...)
 		}
 	}
 	for _, id := range sortedKeys(l.Severity) {
-		at := []string{"lint", "severity", id}
+		at := path("severity", id)
 		l.lines[id] = lineOf(v.root, at...)
 		if !lintRuleRE.MatchString(id) {
 			v.fail(fmt.Sprintf("%q is not a rule id; rule ids look like GL1001 (`gantry lint --rules` lists them)", id), at...)
@@ -69,6 +71,6 @@ func (v *validator) lint(l *Lint) {
 		l.FailOn = LintError
 	}
 	if !contains(LintSeverities, l.FailOn) {
-		v.fail(fmt.Sprintf("%q is not a severity; use error, warning or info", l.FailOn), "lint", "fail_on")
+		v.fail(fmt.Sprintf("%q is not a severity; use error, warning or info", l.FailOn), path("fail_on")...)
 	}
 }

@@ -32,6 +32,9 @@ type Release struct {
 	Actor      string                  `json:"actor,omitempty"`
 	CreatedAt  time.Time               `json:"created_at"`
 	FinishedAt *time.Time              `json:"finished_at,omitempty"`
+	// Gates are the newest run of each gate (lint, scan) of the release;
+	// their reports only when one release is read (GetRelease).
+	Gates map[string]*GateRun `json:"gates,omitempty"`
 }
 
 // ReleaseImage is one service's image in a release.
@@ -73,6 +76,9 @@ func (s *Store) BeginRelease(ctx context.Context, r *Release) error {
 			return fmt.Errorf("release %s of %s: %w (commit %.12s, %s)", r.Version, r.Project, ErrReleased, old.Commit, old.CreatedAt.Format(time.RFC3339))
 		case err == nil:
 			if _, err := tx.ExecContext(ctx, `DELETE FROM releases WHERE id=?`, old.ID); err != nil {
+				return err
+			}
+			if err := deleteGates(ctx, tx, old.ID); err != nil {
 				return err
 			}
 		case !errors.Is(err, sql.ErrNoRows):
@@ -119,7 +125,17 @@ func (s *Store) GetRelease(ctx context.Context, project, version string) (*Relea
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("release %s of %s: %w", version, project, ErrNotFound)
 	}
-	return r, err
+	if err != nil {
+		return nil, err
+	}
+	gates, err := s.Gates(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(gates) > 0 {
+		r.Gates = gates
+	}
+	return r, nil
 }
 
 // Releases lists the project's releases, newest first; limit <= 0 means all.
@@ -140,7 +156,11 @@ func (s *Store) Releases(ctx context.Context, project string, limit int) ([]*Rel
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	return out, s.gatesOf(ctx, out)
 }
 
 func scanRelease(row interface{ Scan(...any) error }) (*Release, error) {
