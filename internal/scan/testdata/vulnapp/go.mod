@@ -1,0 +1,5 @@
+module gantry.test/vulnapp
+
+go 1.26
+
+require golang.org/x/text v0.3.7
