@@ -52,7 +52,7 @@ volumes:
 	wantLabels := map[string]string{
 		"io.gantry.managed": "true", "io.gantry.project": p.name, "io.gantry.env": "staging",
 		"io.gantry.service": "web", "io.gantry.release": "1.0.0", "io.gantry.deployment": "1",
-		"io.gantry.image": "gantry-test/app:healthy", "team": "shop",
+		"io.gantry.image": testenv.Image(t, testenv.Healthy), "team": "shop",
 	}
 	for k, v := range wantLabels {
 		if got := c.Config.Labels[k]; got != v {

@@ -143,8 +143,12 @@ func printResult(g *globals, res *deploy.Result) {
 	case "succeeded":
 		fmt.Fprintf(w, "%s %s to %s in %.1fs (deployment %d)\n", verb, res.Release, res.Env, res.DurationSeconds, res.Deployment)
 	case "rolled_back":
-		fmt.Fprintf(w, "FAILED: release %s did not become healthy in %s; gantry rolled back to %s in %.1fs (deployment %d)\n",
-			res.Release, res.Env, res.Previous, res.RollbackSeconds, res.Deployment)
+		what := "did not become healthy"
+		if res.Failure != nil && res.Failure.Check == "analysis" {
+			what = "failed its analysis"
+		}
+		fmt.Fprintf(w, "FAILED: release %s %s in %s; gantry rolled back to %s in %.1fs (deployment %d)\n",
+			res.Release, what, res.Env, res.Previous, res.RollbackSeconds, res.Deployment)
 	default:
 		fmt.Fprintf(w, "FAILED: release %s in %s: %s (deployment %d)\n", res.Release, res.Env, res.State, res.Deployment)
 	}

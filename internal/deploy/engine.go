@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantryhq/gantry/internal/analysis"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/failpoint"
 	"github.com/gantryhq/gantry/internal/health"
@@ -57,6 +58,7 @@ type Engine struct {
 	log      *slog.Logger
 	actor    string
 	created  func(*store.Deployment)
+	verifier Verifier
 }
 
 // Option configures an Engine.
@@ -95,11 +97,13 @@ type Policy struct {
 	MinHealthy time.Duration
 	Probes     map[string]config.Probe
 	Keep       int
+	// Analysis, when set, verifies a deploy against Prometheus (verify.go).
+	Analysis *config.Analysis
 }
 
 // PolicyOf reads an environment's policy from its configuration.
 func PolicyOf(env *config.Environment) Policy {
-	return Policy{Window: env.Health.Window.D(), MinHealthy: env.Health.MinHealthy.D(), Probes: env.Health.Probes, Keep: env.Keep()}
+	return Policy{Window: env.Health.Window.D(), MinHealthy: env.Health.MinHealthy.D(), Probes: env.Health.Probes, Keep: env.Keep(), Analysis: env.Analysis}
 }
 
 // Result is the outcome of a deploy or a rollback.
@@ -119,6 +123,9 @@ type Result struct {
 	RollbackSeconds float64  `json:"rollback_seconds,omitempty"`
 	Failure         *Failure `json:"failure,omitempty"`
 	Recovered       []int64  `json:"recovered,omitempty"`
+	// Analysis is the verdict of the environment's analysis, with each
+	// check's query, conditions and measured values.
+	Analysis *analysis.Report `json:"analysis,omitempty"`
 }
 
 // ServiceResult is what happened to one service.
@@ -146,6 +153,9 @@ type Failure struct {
 }
 
 func (f *Failure) String() string {
+	if f.Check == checkAnalysis {
+		return "analysis failed: " + f.Reason
+	}
 	if f.Service == "" {
 		return fmt.Sprintf("%s failed: %s", f.Check, f.Reason)
 	}
@@ -321,6 +331,26 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if err != nil {
 		return fail(&Failure{Check: "prepare", Reason: err.Error()}, err)
 	}
+	// The analysis measures while the services are gated; its failure
+	// stops the gates (applyCtx) and rolls back like a failed gate.
+	ver, err := e.startVerify(ctx, d, prev, pol)
+	if err != nil {
+		return fail(&Failure{Check: checkAnalysis, Reason: err.Error()}, err)
+	}
+	applyCtx := ctx
+	if ver != nil {
+		defer ver.Stop()
+		var cancelApply context.CancelFunc
+		applyCtx, cancelApply = context.WithCancel(ctx)
+		defer cancelApply()
+		go func() {
+			select {
+			case <-ver.Failed():
+				cancelApply()
+			case <-applyCtx.Done():
+			}
+		}()
+	}
 	// Services of one tier depend on none of each other: they start
 	// together, as compose does, and the next tier waits for all of them.
 	for _, tier := range Tiers(plan) {
@@ -333,7 +363,7 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 		outs := make([]outcome, len(tier))
 		// The first service to fail stops its siblings' gates: the
 		// release is lost anyway, and the rollback should not wait.
-		tierCtx, cancelTier := context.WithCancel(ctx)
+		tierCtx, cancelTier := context.WithCancel(applyCtx)
 		var mu sync.Mutex
 		first := -1
 		var wg sync.WaitGroup
@@ -361,6 +391,10 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 			}
 			res.Services = append(res.Services, o.sr)
 		}
+		if f := verifyFailure(ver); f != nil {
+			res.Analysis = ver.Report()
+			return fail(f, nil)
+		}
 		if first >= 0 {
 			o := outs[first]
 			if o.f == nil {
@@ -386,6 +420,10 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 			return fail(&Failure{Service: a.service, Check: "verify", Reason: why, Logs: e.logs(ctx, a.newID)}, nil)
 		}
 	}
+	if f := verifyFailure(ver); f != nil {
+		res.Analysis = ver.Report()
+		return fail(f, nil)
+	}
 	if err := e.store.Succeed(ctx, d, "all services healthy"); err != nil {
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
@@ -393,6 +431,26 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	res.State = store.Succeeded
 	res.DurationSeconds = time.Since(start).Seconds()
 	e.store.SetResult(ctx, d.ID, res)
+	if ver != nil {
+		// Committed and serving, but watched: a failing analysis still
+		// rolls back to prev, whose containers are kept until it passes.
+		e.store.SetResult(ctx, d.ID, res)
+		if f := e.watch(ctx, ver, d, res); f != nil {
+			res.Failure = f
+			if prev == nil {
+				// Nothing earlier to serve: the first release stays, and
+				// says so (a success is never turned into a failure).
+				res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
+				res.DurationSeconds = time.Since(start).Seconds()
+				e.store.SetResult(context.WithoutCancel(ctx), d.ID, res)
+				e.report.Note(res.Reason)
+				return res, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
+			}
+			return e.rollbackFailed(ctx, d, plan, prev, done, res, start, nil)
+		}
+		res.DurationSeconds = time.Since(start).Seconds()
+		e.store.SetResult(context.WithoutCancel(ctx), d.ID, res)
+	}
 	e.report.Note(fmt.Sprintf("release %s is serving in %s (%.1fs)", d.Release, d.Env, res.DurationSeconds))
 	if err := e.prune(ctx, d.Project, d.Env, pol.Keep); err != nil {
 		e.log.Warn("pruning old containers failed", "err", err)
@@ -523,6 +581,9 @@ func (e *Engine) rollbackFailed(ctx context.Context, d *store.Deployment, plan *
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
+	// A deployment that was committed (its analysis failed in the watch
+	// window) gives the environment back to prev in the record too.
+	committed := res.State == store.Succeeded
 	f := res.Failure
 	reason := f.String()
 	e.report.Note(reason)
@@ -575,7 +636,11 @@ func (e *Engine) rollbackFailed(ctx context.Context, d *store.Deployment, plan *
 	}
 	res.Reason = reason
 	res.State = to
-	if err := e.transition(ctx, d.ID, to, reason); err != nil {
+	record := func() error { return e.transition(ctx, d.ID, to, reason) }
+	if committed && prev != nil {
+		record = func() error { return e.store.Revert(ctx, d, prev.ID, reason) }
+	}
+	if err := record(); err != nil {
 		return res, errors.Join(err, cause)
 	}
 	e.store.SetResult(ctx, d.ID, res)

@@ -7,6 +7,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -62,6 +64,11 @@ const (
 var (
 	imagesOnce sync.Once
 	imagesErr  error
+	// imagesTag ends every test image's tag: a hash of the example app's
+	// source, so that test runs of different checkouts on one Docker
+	// engine (worktrees, CI beside a developer) never run each other's
+	// builds of the app under one tag.
+	imagesTag string
 )
 
 // Image returns the reference of a test image of the example app in a mode,
@@ -74,7 +81,26 @@ func Image(t testing.TB, name string) string {
 	if imagesErr != nil {
 		t.Fatalf("building test images: %v", imagesErr)
 	}
-	return "gantry-test/app:" + name
+	return "gantry-test/app:" + name + imagesTag
+}
+
+// sourceTag hashes the files the test images are built from.
+func sourceTag(root string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(root, "examples", "app", "*.go"))
+	if err != nil {
+		return "", err
+	}
+	files = append(files, filepath.Join(root, "examples", "Dockerfile"), filepath.Join(root, "go.sum"))
+	h := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(b))
+		h.Write(b)
+	}
+	return "-" + hex.EncodeToString(h.Sum(nil))[:10], nil
 }
 
 // RepoRoot finds the module root from the test's working directory.
@@ -98,6 +124,9 @@ func RepoRoot() (string, error) {
 func buildImages(c *client.Client) error {
 	root, err := RepoRoot()
 	if err != nil {
+		return err
+	}
+	if imagesTag, err = sourceTag(root); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp("", "gantry-testimg")
@@ -138,7 +167,7 @@ func buildImages(c *client.Client) error {
 		tw.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mod})
 		tw.Close()
 		resp, err := c.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{
-			Tags: []string{"gantry-test/app:" + b.tag}, Labels: map[string]string{LabelTest: "1"},
+			Tags: []string{"gantry-test/app:" + b.tag + imagesTag}, Labels: map[string]string{LabelTest: "1"},
 			Remove: true, ForceRemove: true, Version: build.BuilderV1,
 		})
 		if err != nil {

@@ -1,0 +1,116 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gantryhq/gantry/internal/analysis"
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/store"
+)
+
+// Verifier checks a release beyond its containers' health: while the
+// services pass their health gates, and through a watch window after the
+// switch. Package analysis is the verifier of an environment with an
+// analysis section; WithVerifier replaces it.
+type Verifier interface {
+	Verify(ctx context.Context, d config.QueryData, onMeasure func(analysis.Measurement)) Verification
+}
+
+// Verification is a verifier at work on one deployment.
+type Verification interface {
+	// Failed is closed as soon as the verification fails: the engine stops
+	// the health gates and rolls back.
+	Failed() <-chan struct{}
+	// Report is the verification so far.
+	Report() *analysis.Report
+	// Watch goes on for the watch window from now and returns the verdict;
+	// when ctx ends first, the report as it stands (still running).
+	Watch(ctx context.Context) *analysis.Report
+	// Stop ends the measurements.
+	Stop()
+}
+
+// WithVerifier sets the verifier of every deployment, in place of the
+// environment's analysis.
+func WithVerifier(v Verifier) Option { return func(e *Engine) { e.verifier = v } }
+
+type analysisVerifier struct{ a *analysis.Analyzer }
+
+func (v analysisVerifier) Verify(ctx context.Context, d config.QueryData, on func(analysis.Measurement)) Verification {
+	return v.a.Start(ctx, d, on)
+}
+
+// startVerify begins verifying deployment d; nil when its environment has
+// no analysis. Rollbacks are not verified: they return to a release that
+// passed, and a failing analysis must not undo the way back.
+func (e *Engine) startVerify(ctx context.Context, d *store.Deployment, prev *store.Deployment, pol Policy) (Verification, error) {
+	if d.Kind != "deploy" {
+		return nil, nil
+	}
+	v := e.verifier
+	if v == nil {
+		if pol.Analysis == nil {
+			return nil, nil
+		}
+		a, err := analysis.New(pol.Analysis)
+		if err != nil {
+			return nil, err
+		}
+		v = analysisVerifier{a}
+		e.report.Note(fmt.Sprintf("analysis: %d checks against %s, watching %s after the switch", len(pol.Analysis.Checks), pol.Analysis.Prometheus, pol.Analysis.Watch.D()))
+	}
+	qd := config.QueryData{Project: d.Project, Env: d.Env, Release: d.Release, Deployment: d.ID}
+	if prev != nil {
+		qd.Previous = prev.Release
+	}
+	return v.Verify(ctx, qd, func(m analysis.Measurement) {
+		e.step(context.WithoutCancel(ctx), d.ID, "", "analysis", m.String())
+	}), nil
+}
+
+// verifyFailure is the failure of a verification that failed, else nil.
+func verifyFailure(v Verification) *Failure {
+	if v == nil {
+		return nil
+	}
+	select {
+	case <-v.Failed():
+		return analysisFailure(v.Report())
+	default:
+		return nil
+	}
+}
+
+func analysisFailure(rep *analysis.Report) *Failure {
+	f := &Failure{Check: checkAnalysis, Reason: rep.Reason}
+	if c := rep.Decisive(); c != nil {
+		f.Service = c.Service
+	}
+	return f
+}
+
+// checkAnalysis names a failure of the analysis in Failure.Check.
+const checkAnalysis = "analysis"
+
+// watch runs a committed deployment's verification through its watch
+// window; a failing verdict rolls the release back.
+func (e *Engine) watch(ctx context.Context, ver Verification, d *store.Deployment, res *Result) *Failure {
+	if f := verifyFailure(ver); f != nil {
+		res.Analysis = ver.Report()
+		return f
+	}
+	e.report.Note(fmt.Sprintf("release %s is serving in %s; analysis watching it", d.Release, d.Env))
+	rep := ver.Watch(ctx)
+	res.Analysis = rep
+	if rep.Failing() {
+		return analysisFailure(rep)
+	}
+	switch {
+	case rep.Phase == analysis.Successful:
+		e.report.Note(fmt.Sprintf("analysis of %s passed", d.Release))
+	case ctx.Err() != nil:
+		e.report.Note(fmt.Sprintf("analysis of %s interrupted; the release keeps serving", d.Release))
+	}
+	return nil
+}
