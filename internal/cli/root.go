@@ -162,6 +162,7 @@ Start with:
 	root.AddCommand(newServerCmd(g))
 	root.AddCommand(newPromoteCmd(g), newApproveCmd(g), newRejectCmd(g), newDeploymentsCmd(g))
 	root.AddCommand(newContextCmd(g))
+	root.AddCommand(newProxyCmd(g))
 	return root
 }
 

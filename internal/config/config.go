@@ -58,6 +58,7 @@ type File struct {
 	Lint         Lint                    `yaml:"lint" json:"lint"`
 	Notify       Notify                  `yaml:"notify" json:"notify"`
 	Gates        Gates                   `yaml:"gates" json:"gates"`
+	Proxy        Proxy                   `yaml:"proxy" json:"proxy"`
 
 	// Path is the file gantry.yaml was read from; Dir is its directory, the
 	// base of every relative path in it.
@@ -275,6 +276,9 @@ type Environment struct {
 	// ran and passed are deployed or promoted here, unless an admin
 	// overrides with a reason.
 	RequireGates bool `yaml:"require_gates" json:"require_gates,omitempty"`
+	// Routes are what the gantry proxy serves for this environment's
+	// services, by service name.
+	Routes map[string]*ProxyRoute `yaml:"routes" json:"routes,omitempty"`
 }
 
 // Defaults of a protected environment's approvals.
@@ -557,6 +561,8 @@ func (v *validator) file(f *File) {
 		v.env(e)
 		v.requireGates(f, e)
 	}
+	v.proxy(&f.Proxy)
+	v.routes(f)
 }
 
 func (v *validator) env(e *Environment) {
@@ -893,19 +899,23 @@ func allowed(typ string) []string {
 		"Probe": reflect.TypeOf(Probe{}), "HTTPProbe": reflect.TypeOf(HTTPProbe{}),
 		"TCPProbe": reflect.TypeOf(TCPProbe{}), "ExecProbe": reflect.TypeOf(ExecProbe{}),
 		"Release": reflect.TypeOf(Release{}), "Build": reflect.TypeOf(Build{}),
-		"buildFields":    reflect.TypeOf(Build{}),
-		"Registry":       reflect.TypeOf(Registry{}),
-		"Lint":           reflect.TypeOf(Lint{}),
-		"Approvals":      reflect.TypeOf(Approvals{}),
-		"Analysis":       reflect.TypeOf(Analysis{}),
-		"Check":          reflect.TypeOf(Check{}),
-		"Notify":         reflect.TypeOf(Notify{}),
-		"Route":          reflect.TypeOf(Route{}),
-		"Retry":          reflect.TypeOf(Retry{}),
-		"Receiver":       reflect.TypeOf(Receiver{}),
-		"receiverFields": reflect.TypeOf(Receiver{}),
-		"Gates":          reflect.TypeOf(Gates{}),
-		"Scan":           reflect.TypeOf(Scan{}),
+		"buildFields":      reflect.TypeOf(Build{}),
+		"Registry":         reflect.TypeOf(Registry{}),
+		"Lint":             reflect.TypeOf(Lint{}),
+		"Approvals":        reflect.TypeOf(Approvals{}),
+		"Analysis":         reflect.TypeOf(Analysis{}),
+		"Check":            reflect.TypeOf(Check{}),
+		"Notify":           reflect.TypeOf(Notify{}),
+		"Route":            reflect.TypeOf(Route{}),
+		"Retry":            reflect.TypeOf(Retry{}),
+		"Receiver":         reflect.TypeOf(Receiver{}),
+		"receiverFields":   reflect.TypeOf(Receiver{}),
+		"Gates":            reflect.TypeOf(Gates{}),
+		"Scan":             reflect.TypeOf(Scan{}),
+		"ProxyRoute":       reflect.TypeOf(ProxyRoute{}),
+		"proxyRouteFields": reflect.TypeOf(ProxyRoute{}),
+		"Proxy":            reflect.TypeOf(Proxy{}),
+		"ProxyTLS":         reflect.TypeOf(ProxyTLS{}),
 	}
 	t, ok := types[typ]
 	if !ok {

@@ -41,6 +41,12 @@ func (f *File) Resolve(ctx context.Context, envName string) (*Model, error) {
 				Msg: fmt.Sprintf("no service %q in the compose files; known: %s", name, strings.Join(project.ServiceNames(), ", "))}
 		}
 	}
+	for _, name := range sortedKeys(env.Routes) {
+		if _, ok := project.Services[name]; !ok {
+			return nil, &Error{File: filepath.Base(f.Path), Field: "environments." + envName + ".routes." + name,
+				Msg: fmt.Sprintf("no service %q in the compose files to route to; known: %s", name, strings.Join(project.ServiceNames(), ", "))}
+		}
+	}
 	for name, svc := range project.Services {
 		if svc.Image == "" {
 			return nil, &Error{File: filepath.Base(f.Path), Field: "services." + name + ".image",

@@ -144,6 +144,8 @@ func TestResolveErrors(t *testing.T) {
 			[]string{`no service "wbe" in the compose files`, "known: db, migrate, web, worker"}},
 		{"unknown-probe.gantry.yaml", "staging", "environments.staging.health.probes.api",
 			[]string{`no service "api"`, "known: db, migrate, web, worker"}},
+		{"unknown-route.gantry.yaml", "staging", "environments.staging.routes.api",
+			[]string{`no service "api" in the compose files to route to`, "known: db, migrate, web, worker"}},
 		{"missing-compose.gantry.yaml", "staging", "compose",
 			[]string{"compose file compose.missing.yaml not found", "create it or fix the path"}},
 		{"missing-compose.gantry.yaml", "production", "environments.production.compose_files",

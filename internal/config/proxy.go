@@ -1,0 +1,233 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults of the proxy section.
+const (
+	DefaultProxyListen       = ":80"
+	DefaultProxyTLSListen    = ":443"
+	DefaultProxyMaxBody      = 10 << 20 // like a small nginx client_max_body_size, in MiB
+	DefaultProxyDrainTimeout = 30 * time.Second
+)
+
+// Proxy configures `gantry proxy` (alone, or inside `gantry server
+// --proxy`): where it listens, TLS, and its limits. The routes are per
+// environment (Environment.Routes).
+//
+//	proxy:
+//	  listen: ":80"
+//	  tls: { listen: ":443", cert: /etc/gantry/shop.crt, key: /etc/gantry/shop.key }
+//	  max_body: 10MB
+//	  drain_timeout: 30s
+type Proxy struct {
+	// Listen is the plain HTTP address (HTTP/1.1, and HTTP/2 with prior
+	// knowledge, h2c).
+	Listen string `yaml:"listen" json:"listen"`
+	// TLS terminates HTTPS (HTTP/1.1 and HTTP/2) with certificate files.
+	TLS *ProxyTLS `yaml:"tls" json:"tls,omitempty"`
+	// MaxBody is the largest request body passed on; larger ones are
+	// answered 413. Written like 10MB, 512KB or 1GB (powers of 1024).
+	MaxBody ByteSize `yaml:"max_body" json:"max_body"`
+	// DrainTimeout is how long an old release's in-flight requests (and
+	// WebSockets) may go on after traffic switched away from it.
+	DrainTimeout Duration `yaml:"drain_timeout" json:"drain_timeout"`
+}
+
+// ProxyTLS is the HTTPS listener's address and certificate files (PEM).
+type ProxyTLS struct {
+	Listen string `yaml:"listen" json:"listen"`
+	Cert   string `yaml:"cert" json:"cert"`
+	Key    string `yaml:"key" json:"key"`
+}
+
+// ProxyRoute sends requests for Host and a path prefix to a service's
+// container Port. The proxy reaches the container through the port gantry
+// publishes for it on 127.0.0.1 (chosen by Docker), so an old and a new
+// release run side by side.
+//
+//	routes:
+//	  web: { host: shop.example.com, path: /, port: 8080 }
+type ProxyRoute struct {
+	// Host is the host name the route answers (without port); empty means
+	// any host.
+	Host string `yaml:"host" json:"host,omitempty"`
+	// Path is a path prefix matched on whole segments (/api matches /api
+	// and /api/x, not /apix); the longest prefix wins. Default /.
+	Path string `yaml:"path" json:"path"`
+	// Port is the container port the service listens on.
+	Port int `yaml:"port" json:"port"`
+}
+
+// UnmarshalYAML reads the route's mapping, naming the allowed fields when
+// one is unknown (as "route", like the other sections).
+func (r *ProxyRoute) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		keys := allowed("ProxyRoute")
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k, v := n.Content[i], n.Content[i+1]; !contains(keys, k.Value) {
+				return &Error{Line: v.Line, col: v.Column, Msg: "unknown field in route; allowed: " + strings.Join(keys, ", ")}
+			}
+		}
+	}
+	return n.Decode((*proxyRouteFields)(r))
+}
+
+// proxyRouteFields decodes ProxyRoute's mapping without recursing.
+type proxyRouteFields ProxyRoute
+
+// ByteSize is a size written like 10MB, 512KB or 1048576.
+type ByteSize int64
+
+// UnmarshalYAML reads 10MB, 512KB, 1GB or a number of bytes.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	s := strings.TrimSpace(n.Value)
+	v, err := units.RAMInBytes(s)
+	if err != nil || v <= 0 || n.Kind != yaml.ScalarNode {
+		return &Error{Line: n.Line, col: n.Column, Msg: fmt.Sprintf("%q is not a size; write it like 10MB, 512KB or 1GB", n.Value)}
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// String writes the size the way it is read (10MiB).
+func (b ByteSize) String() string { return units.BytesSize(float64(b)) }
+
+// hostLabelRE is one label of a host name (RFC 1123).
+var hostLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidHost says whether h is a host name a route may answer: lower case
+// RFC 1123 labels, or an IP address.
+func ValidHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if len(h) > 253 || h == "" {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if !hostLabelRE.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// CleanRoutePath is a route's path prefix without a trailing slash (but /
+// itself), so that /api and /api/ are the same route.
+func CleanRoutePath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if len(p) > 1 {
+		p = strings.TrimRight(p, "/")
+		if p == "" {
+			p = "/"
+		}
+	}
+	return p
+}
+
+// proxy checks the proxy section and fills in its defaults.
+func (v *validator) proxy(p *Proxy) {
+	if p.Listen == "" {
+		p.Listen = DefaultProxyListen
+	}
+	if err := checkListen(p.Listen); err != nil {
+		v.fail(err.Error(), "proxy", "listen")
+	}
+	if t := p.TLS; t != nil {
+		if t.Listen == "" {
+			t.Listen = DefaultProxyTLSListen
+		}
+		if err := checkListen(t.Listen); err != nil {
+			v.fail(err.Error(), "proxy", "tls", "listen")
+		}
+		if t.Cert == "" || t.Key == "" {
+			v.fail("tls needs both cert and key (PEM files), for example `tls: { cert: certs/shop.crt, key: certs/shop.key }`", "proxy", "tls")
+		}
+	}
+	if p.MaxBody == 0 {
+		p.MaxBody = DefaultProxyMaxBody
+	}
+	if p.DrainTimeout == 0 {
+		if lineOf(v.root, "proxy", "drain_timeout") != 0 {
+			v.fail("the drain timeout must be longer than 0; leave it out for the default of 30s", "proxy", "drain_timeout")
+		}
+		p.DrainTimeout = Duration(DefaultProxyDrainTimeout)
+	}
+}
+
+// checkListen checks a HOST:PORT (or :PORT) listen address.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 0 || n > 65535 || (host != "" && net.ParseIP(host) == nil && host != "localhost") {
+		return fmt.Errorf("%q is not a listen address; write HOST:PORT or :PORT, like :80 or 127.0.0.1:8080", addr)
+	}
+	return nil
+}
+
+// routes checks every environment's routes: a valid host name, a path
+// prefix, the container port, and no two routes (in any environment, since
+// one proxy may serve them all) answering the same host and path. Whether
+// the service exists is checked against the compose model (Resolve).
+func (v *validator) routes(f *File) {
+	type owner struct{ env, svc string }
+	seen := map[[2]string]owner{}
+	for _, env := range f.EnvNames() {
+		e := f.Environments[env]
+		if e == nil {
+			continue
+		}
+		for _, svc := range sortedKeys(e.Routes) {
+			at := func(p ...string) []string { return append([]string{"environments", env, "routes", svc}, p...) }
+			r := e.Routes[svc]
+			if r == nil {
+				v.fail("a route needs at least the container port, for example `web: { host: shop.example.com, port: 8080 }`", at()...)
+				continue
+			}
+			if strings.Contains(r.Host, "://") || (strings.ContainsAny(r.Host, ":/") && net.ParseIP(r.Host) == nil) {
+				v.fail(fmt.Sprintf("%q is not a host name; write the name only, without scheme, port or path, like shop.example.com", r.Host), at("host")...)
+				continue
+			}
+			r.Host = strings.TrimSuffix(strings.ToLower(r.Host), ".")
+			if r.Host != "" && !ValidHost(r.Host) {
+				v.fail(fmt.Sprintf("%q is not a valid host name; use letters, digits and - in dot-separated labels of at most 63 characters, like shop.example.com", r.Host), at("host")...)
+				continue
+			}
+			if r.Path != "" && (!strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, "?# \t")) {
+				v.fail(fmt.Sprintf("%q is not a path prefix; it starts with / and has no query, like / or /api", r.Path), at("path")...)
+				continue
+			}
+			r.Path = CleanRoutePath(r.Path)
+			if r.Port <= 0 || r.Port > 65535 {
+				where := at("port")
+				if lineOf(v.root, where...) == 0 {
+					where = at()
+				}
+				v.fail("a route needs the container port the service listens on (1 to 65535), for example `port: 8080`", where...)
+				continue
+			}
+			key := [2]string{r.Host, r.Path}
+			if o, ok := seen[key]; ok {
+				host := r.Host
+				if host == "" {
+					host = "any host"
+				}
+				v.fail(fmt.Sprintf("overlaps the route of %s in %s (%s, path %s); give one of them another host or path", o.svc, o.env, host, r.Path), at()...)
+				continue
+			}
+			seen[key] = owner{env, svc}
+		}
+	}
+}
