@@ -96,8 +96,8 @@ func (e *ImmutableTagError) Error() string {
 // every target is checked first: when one points to another digest
 // already, Push returns an *ImmutableTagError and tags nothing. Then, per
 // target, blobs go up in parallel (skipped when the repository has them,
-// mounted when another repository of the registry does), manifests by
-// digest, and the tags last.
+// mounted when another repository of the registry does), and the manifest
+// last, under each tag.
 func (s *Store) Push(ctx context.Context, targets []Target, opts PushOptions) ([]PushResult, error) {
 	type job struct {
 		t    Target
@@ -258,12 +258,19 @@ func pushOne(ctx context.Context, repo name.Repository, t taggable, tags []strin
 	if err != nil {
 		return PushResult{}, nil, err
 	}
-	if err := p.Push(ctx, repo.Digest(d.String()), t); err != nil {
-		return PushResult{}, nil, fmt.Errorf("push %s@%s: %w", repo.Name(), d, registryErrOpts(reg, err, opts))
+	// The first tag carries the push: blobs (and an index's manifests by
+	// digest) go up first, the manifest by that tag last, so the tag moves
+	// only once everything it needs is there; the registry keeps the
+	// manifest by digest too. Each further tag is one more manifest PUT.
+	// Without tags, the manifest goes up by digest.
+	if len(tags) == 0 {
+		if err := p.Push(ctx, repo.Digest(d.String()), t); err != nil {
+			return PushResult{}, nil, fmt.Errorf("push %s@%s: %w", repo.Name(), d, registryErrOpts(reg, err, opts))
+		}
 	}
 	for _, tag := range tags {
 		if err := p.Push(ctx, repo.Tag(tag), t); err != nil {
-			return PushResult{}, nil, fmt.Errorf("tag %s:%s: %w", repo.Name(), tag, registryErrOpts(reg, err, opts))
+			return PushResult{}, nil, fmt.Errorf("push %s:%s (%s): %w", repo.Name(), tag, d, registryErrOpts(reg, err, opts))
 		}
 		emit(opts, PushEvent{Service: service, Repository: repo.Name(), Phase: PhaseTag, Message: tag + " -> " + d.String()})
 	}
@@ -425,6 +432,10 @@ type counter struct {
 	bytes             int64
 }
 
+// countReader counts a request body whose length is not known up front
+// (a streamed layer). Bodies of known length are not wrapped: the HTTP
+// transport sends an *os.File with sendfile only when it sees the file
+// itself, and a wrapper would copy every byte through user space.
 type countReader struct {
 	r io.ReadCloser
 	n int64
@@ -439,24 +450,29 @@ func (c *countReader) Read(p []byte) (int, error) {
 func (c *countReader) Close() error { return c.r.Close() }
 
 func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) {
-	var body *countReader
-	if req.Method == http.MethodPatch || req.Method == http.MethodPut {
-		if req.Body != nil && req.Body != http.NoBody {
+	var sent func() int64
+	if (req.Method == http.MethodPatch || req.Method == http.MethodPut) && req.Body != nil && req.Body != http.NoBody {
+		if n := req.ContentLength; n > 0 {
+			sent = func() int64 { return n }
+		} else {
 			r2 := req.Clone(req.Context())
-			body = &countReader{r: req.Body}
+			body := &countReader{r: req.Body}
 			r2.Body = body
 			req = r2
+			sent = func() int64 { return body.n }
 		}
 	}
 	resp, err := c.base.RoundTrip(req)
 	if err != nil {
 		return resp, err
 	}
-	c.observe(req, resp, body)
+	c.observe(req, resp, sent)
 	return resp, nil
 }
 
-func (c *counter) observe(req *http.Request, resp *http.Response, body *countReader) {
+// observe counts what a request did; sent, when not nil, tells how many
+// body bytes went out.
+func (c *counter) observe(req *http.Request, resp *http.Response, sent func() int64) {
 	path := req.URL.Path
 	prefix := "/v2/" + c.repo + "/"
 	if !strings.HasPrefix(path, prefix) {
@@ -473,8 +489,8 @@ func (c *counter) observe(req *http.Request, resp *http.Response, body *countRea
 		c.mounted++
 		ev.Message = "mounted " + req.URL.Query().Get("mount") + " from " + req.URL.Query().Get("from")
 	case strings.HasPrefix(rest, "blobs/uploads/") && (req.Method == http.MethodPatch || req.Method == http.MethodPut) && ok:
-		if body != nil {
-			c.bytes += body.n
+		if sent != nil {
+			c.bytes += sent()
 		}
 		if req.Method == http.MethodPut {
 			c.uploaded++
