@@ -163,6 +163,7 @@ Start with:
 	root.AddCommand(newPromoteCmd(g), newApproveCmd(g), newRejectCmd(g), newDeploymentsCmd(g))
 	root.AddCommand(newContextCmd(g))
 	root.AddCommand(newProxyCmd(g))
+	root.AddCommand(newHealthCmd(g))
 	return root
 }
 

@@ -19,7 +19,7 @@ import (
 
 func newServerCmd(g *globals) *cobra.Command {
 	var lo server.ListenOptions
-	var metricsPublic bool
+	var metricsPublic, healthPublic bool
 	var grace time.Duration
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -30,7 +30,7 @@ the same store and deploy engine as the CLI. The OpenAPI document is at
 /api/openapi.json; docs/server.md describes it all.
 
 Every request but /livez, /readyz and /startupz (and /metrics with
---metrics-public) needs a token (gantry token create; make the first admin
+--metrics-public, /health/ENV with --health-public) needs a token (gantry token create; make the first admin
 token on this machine). Deploys run in the server: a request answers 202
 with the deployment's id, and clients follow it. At start, the server
 recovers deployments that a killed server or CLI left unfinished; a
@@ -61,7 +61,7 @@ HTTP only with --insecure-http, and only on a loopback address.`,
 			}
 			defer st.Close()
 			lo.Dir = filepath.Join(dir, "server")
-			srv, err := server.New(server.Options{ConfigPath: f.Path, StateDir: dir, Store: st, Log: g.log, MetricsPublic: metricsPublic, ShutdownGrace: grace})
+			srv, err := server.New(server.Options{ConfigPath: f.Path, StateDir: dir, Store: st, Log: g.log, MetricsPublic: metricsPublic, HealthPublic: healthPublic, ShutdownGrace: grace})
 			if err != nil {
 				return err
 			}
@@ -92,6 +92,7 @@ HTTP only with --insecure-http, and only on a loopback address.`,
 	fs.BoolVar(&lo.SelfSigned, "tls-self-signed", false, "serve a self-signed certificate made in the state directory; prints its fingerprint")
 	fs.BoolVar(&lo.InsecureHTTP, "insecure-http", false, "serve plain HTTP (loopback addresses only)")
 	fs.BoolVar(&metricsPublic, "metrics-public", false, "serve /metrics without a token (for a Prometheus scraping without one)")
+	fs.BoolVar(&healthPublic, "health-public", false, "serve the health view /health/ENV without a token (for load balancers)")
 	fs.DurationVar(&grace, "shutdown-grace", time.Minute, "on SIGTERM, how long running deployments may finish before they are interrupted and rolled back")
 	return cmd
 }

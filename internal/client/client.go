@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -169,7 +170,9 @@ func (e *UnreachableError) Error() string {
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-func (c *Client) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
+// do sends a request; an answer of 400 or above is an *APIError unless its
+// status is among also.
+func (c *Client) do(ctx context.Context, method, path string, body any, also ...int) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -191,7 +194,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (*http.R
 	if err != nil {
 		return nil, &UnreachableError{Server: c.base.String(), Err: err}
 	}
-	if resp.StatusCode >= 400 {
+	if resp.StatusCode >= 400 && !slices.Contains(also, resp.StatusCode) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		e := &APIError{Status: resp.StatusCode}
@@ -221,6 +224,20 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any) e
 // Get reads path into out.
 func (c *Client) Get(ctx context.Context, path string, out any) error {
 	return c.call(ctx, http.MethodGet, path, nil, out)
+}
+
+// GetAllowing reads path into out also when the answer's status is one of
+// also (the health view answers 503 with the view), and returns the status.
+func (c *Client) GetAllowing(ctx context.Context, path string, out any, also ...int) (int, error) {
+	resp, err := c.do(ctx, http.MethodGet, path, nil, also...)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return resp.StatusCode, fmt.Errorf("GET %s: the answer is not what gantry expects: %w", path, err)
+	}
+	return resp.StatusCode, nil
 }
 
 // Post sends body to path and reads the answer into out.

@@ -30,11 +30,13 @@ type ServiceStatus struct {
 	Image   string `json:"image"`
 	ImageID string `json:"image_id"`
 	// Digest is the image's registry digest when the plan resolved one.
-	Digest    string     `json:"digest,omitempty"`
-	Container string     `json:"container,omitempty"`
-	State     string     `json:"state"`
-	Health    string     `json:"health"`
-	Since     *time.Time `json:"since,omitempty"`
+	Digest    string `json:"digest,omitempty"`
+	Container string `json:"container,omitempty"`
+	// Job: a one-shot service, done when it exited with code 0.
+	Job    bool       `json:"job,omitempty"`
+	State  string     `json:"state"`
+	Health string     `json:"health"`
+	Since  *time.Time `json:"since,omitempty"`
 }
 
 // Status reports what serves in env, first finishing any interrupted
@@ -81,7 +83,7 @@ func (e *Engine) Observe(ctx context.Context, project, env string) (*Status, err
 	if plan != nil {
 		for _, name := range plan.Order {
 			svc := plan.Services[name]
-			ss := ServiceStatus{Name: name, Release: plan.Release, Image: svc.ImageRef, ImageID: svc.ImageID, Digest: svc.Digest, State: "missing", Health: "unknown"}
+			ss := ServiceStatus{Name: name, Release: plan.Release, Image: svc.ImageRef, ImageID: svc.ImageID, Digest: svc.Digest, Job: svc.Job, State: "missing", Health: "unknown"}
 			for _, c := range cs {
 				if c.Service == name && c.PlanID == plan.ID {
 					ss.Container, ss.State, ss.Health = c.Name, c.State, healthOf(c)

@@ -25,11 +25,16 @@ func (s *Server) table() []*route {
 	if s.opts.MetricsPublic {
 		metricsRule = Rule{Public: true}
 	}
+	healthRule := Rule{Role: auth.Viewer, Scope: ScopeEnv}
+	if s.opts.HealthPublic {
+		healthRule = Rule{Public: true}
+	}
 	return []*route{
 		{Method: "GET", Path: "/livez", Rule: Rule{Public: true}, handle: s.livez},
 		{Method: "GET", Path: "/readyz", Rule: Rule{Public: true}, handle: s.readyz},
 		{Method: "GET", Path: "/startupz", Rule: Rule{Public: true}, handle: s.startupz},
 		{Method: "GET", Path: "/metrics", Rule: metricsRule, handle: s.metrics},
+		{Method: "GET", Path: "/health/{env}", Rule: healthRule, handle: s.healthView},
 		{Method: "GET", Path: "/api/openapi.json", Rule: viewer, handle: s.openapi},
 
 		{Method: "GET", Path: "/api/v1/status", Rule: Rule{Role: auth.Viewer, Scope: ScopeFilter}, handle: s.statusAll},

@@ -36,6 +36,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// MetricsPublic serves /metrics without a token.
 	MetricsPublic bool
+	// HealthPublic serves the health view (/health/{env}) without a token,
+	// for load balancers.
+	HealthPublic bool
 	// ReadyCache is how long /readyz reuses its last check (default 1s; the
 	// notes allow up to 30s).
 	ReadyCache time.Duration
@@ -109,7 +112,7 @@ func New(o Options) (*Server, error) {
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	for _, name := range s.envs {
 		env, _ := f.Env(name)
-		s.watchers[name] = newWatcher(s, name, env.Host)
+		s.watchers[name] = newWatcher(s, env)
 	}
 	s.routes = s.table()
 	if err := checkTable(s.routes); err != nil {

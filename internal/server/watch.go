@@ -6,13 +6,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 
+	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
 	"github.com/gantryhq/gantry/internal/docker"
+	"github.com/gantryhq/gantry/internal/health"
 	"github.com/gantryhq/gantry/internal/runtime"
 )
 
@@ -38,8 +41,12 @@ type watcher struct {
 	snapErr   error
 	snapAt    time.Time
 	snapKey   recordKey
-	services  []string    // the services with a gauge
-	infos     [][4]string // the label values of gantry_release_info set
+	services  []string            // the services with a gauge
+	infos     [][4]string         // the label values of gantry_release_info set
+	envCfg    *config.Environment // the environment's policy as last loaded, for the health view
+
+	health    health.Cache
+	healthTTL atomic.Int64 // the health view's cache, a time.Duration
 }
 
 // recordKey identifies the state of an environment's record: its newest
@@ -52,8 +59,10 @@ type recordKey struct {
 // maxStatusAge bounds how old a status may be even without any event.
 const maxStatusAge = 30 * time.Second
 
-func newWatcher(s *Server, env, host string) *watcher {
-	return &watcher{s: s, env: env, host: host, kick: make(chan struct{}, 1)}
+func newWatcher(s *Server, env *config.Environment) *watcher {
+	w := &watcher{s: s, env: env.Name, host: env.Host, kick: make(chan struct{}, 1), envCfg: env}
+	w.healthTTL.Store(int64(env.Health.Cache))
+	return w
 }
 
 func (w *watcher) open() (*deploy.Engine, *docker.Runtime, error) {
