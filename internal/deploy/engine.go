@@ -424,13 +424,17 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 		res.Analysis = ver.Report()
 		return fail(f, nil)
 	}
-	if err := e.store.Succeed(ctx, d, "all services healthy"); err != nil {
-		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
-	}
-	failpoint.Hit("state:succeeded")
+	// The result goes in before the final state, so that whoever sees the
+	// state (a client following the deployment, the server's metrics)
+	// finds the result with it.
 	res.State = store.Succeeded
 	res.DurationSeconds = time.Since(start).Seconds()
 	e.store.SetResult(ctx, d.ID, res)
+	if err := e.store.Succeed(ctx, d, "all services healthy"); err != nil {
+		res.State = ""
+		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
+	}
+	failpoint.Hit("state:succeeded")
 	if ver != nil {
 		// Committed and serving, but watched: a failing analysis still
 		// rolls back to prev, whose containers are kept until it passes.
@@ -640,10 +644,11 @@ func (e *Engine) rollbackFailed(ctx context.Context, d *store.Deployment, plan *
 	if committed && prev != nil {
 		record = func() error { return e.store.Revert(ctx, d, prev.ID, reason) }
 	}
+	// The result before the final state, as on success.
+	e.store.SetResult(ctx, d.ID, res)
 	if err := record(); err != nil {
 		return res, errors.Join(err, cause)
 	}
-	e.store.SetResult(ctx, d.ID, res)
 	if to == store.RolledBack {
 		e.report.Note(fmt.Sprintf("rolled back: %s is serving in %s again (%.1fs)", prev.Release, d.Env, res.RollbackSeconds))
 	}
