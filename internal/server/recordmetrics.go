@@ -15,7 +15,10 @@ import (
 
 // recordMetrics are the deployment metrics, derived from the record at
 // every scrape: deployments that finished since the last scrape are read
-// (by id, plus those that were still running then) and counted once. So a
+// (by id, plus those that were still running then) and counted once; a
+// deploy that succeeded and was rolled back later by its analysis (in the
+// watch window after the switch) counts as succeeded in
+// gantry_deployments_total and in gantry_rollbacks_total{reason="analysis"}. So a
 // deploy run by the CLI next to the server, by another server over the
 // same store, or before this server started counts like one the server ran;
 // after a restart the counters start again from the whole record, which
@@ -29,6 +32,10 @@ type recordMetrics struct {
 	mu      sync.Mutex
 	lastID  int64
 	running map[int64]bool
+	// watched are deploys that succeeded less than revertHorizon ago: a
+	// failing analysis in the watch window after the switch may still
+	// roll them back (store.Revert).
+	watched map[int64]time.Time
 
 	deployments *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
@@ -38,7 +45,7 @@ type recordMetrics struct {
 }
 
 func newRecordMetrics(st *store.Store, project string, envs []string, onErr func(error)) *recordMetrics {
-	return &recordMetrics{st: st, project: project, envs: envs, onErr: onErr, running: map[int64]bool{},
+	return &recordMetrics{st: st, project: project, envs: envs, onErr: onErr, running: map[int64]bool{}, watched: map[int64]time.Time{},
 		deployments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gantry_deployments_total",
 			Help: "Deployments recorded (by the server or the CLI) that reached a final state, by environment and result: succeeded, failed, rolled_back or cancelled. Rollback requests count in gantry_rollbacks_total.",
@@ -88,11 +95,23 @@ func (r *recordMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// revertHorizon is how long after its success a deploy is read again for
+// a rollback by analysis: longer than any sensible watch window.
+const revertHorizon = time.Hour
+
 func (r *recordMetrics) sync(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ids := make([]int64, 0, len(r.running))
+	now := time.Now()
+	ids := make([]int64, 0, len(r.running)+len(r.watched))
 	for id := range r.running {
+		ids = append(ids, id)
+	}
+	for id, at := range r.watched {
+		if now.Sub(at) > revertHorizon {
+			delete(r.watched, id)
+			continue
+		}
 		ids = append(ids, id)
 	}
 	ds, err := r.st.DeploymentsSince(ctx, r.project, r.lastID, ids)
@@ -102,11 +121,25 @@ func (r *recordMetrics) sync(ctx context.Context) error {
 	var done []*store.Deployment
 	for _, d := range ds {
 		r.lastID = max(r.lastID, d.ID)
+		if _, ok := r.watched[d.ID]; ok {
+			// Counted as succeeded already; a rollback by analysis in the
+			// watch window counts as a rollback, not as a second result.
+			if d.State == store.RolledBack {
+				delete(r.watched, d.ID)
+				if reason, ok := rollbackReason(d, result(d)); ok {
+					r.rollbacks.WithLabelValues(d.Env, reason).Inc()
+				}
+			}
+			continue
+		}
 		if !d.State.Terminal() {
 			r.running[d.ID] = true
 			continue
 		}
 		delete(r.running, d.ID)
+		if d.Kind != "rollback" && d.State == store.Succeeded && d.FinishedAt != nil && now.Sub(*d.FinishedAt) < revertHorizon {
+			r.watched[d.ID] = *d.FinishedAt
+		}
 		done = append(done, d)
 	}
 	envOf := map[int64]string{}

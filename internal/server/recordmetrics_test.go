@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/gantryhq/gantry/internal/config"
@@ -111,4 +112,44 @@ func localDeploy(t *testing.T, f *fixture, env, release string, images map[strin
 		t.Fatalf("deploy %s to %s recorded nothing", release, env)
 	}
 	return res
+}
+
+// TestMetricsCountARevertByAnalysis: a deploy that succeeded, was counted,
+// and was rolled back later by its analysis (store.Revert in the watch
+// window) counts once as succeeded and once as a rollback for analysis.
+func TestMetricsCountARevertByAnalysis(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newRecordMetrics(st, "p", []string{"staging"}, func(err error) { t.Error(err) }))
+	prev := &store.Deployment{Project: "p", Env: "staging", Release: "1.0.0", Kind: "deploy"}
+	d := &store.Deployment{Project: "p", Env: "staging", Release: "2.0.0", Kind: "deploy"}
+	for _, x := range []*store.Deployment{prev, d} {
+		if err := st.Create(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+		for _, to := range []store.State{store.Deploying, store.Verifying} {
+			if err := st.Transition(ctx, x.ID, to, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.Succeed(ctx, x, "all services healthy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gathered(t, reg, "gantry_deployments_total", map[string]string{"result": "succeeded"}); n != 2 {
+		t.Fatalf("succeeded: %v", n)
+	}
+	st.SetResult(ctx, d.ID, &deploy.Result{Failure: &deploy.Failure{Check: "analysis", Reason: "error-rate 0.5 > 0.01"}})
+	if err := st.Revert(ctx, d, prev.ID, "analysis failed"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if n := gathered(t, reg, "gantry_rollbacks_total", map[string]string{"env": "staging", "reason": "analysis"}); n != 1 {
+			t.Fatalf("rollbacks for analysis: %v", n)
+		}
+	}
+	if n := gathered(t, reg, "gantry_deployments_total", nil); n != 2 {
+		t.Fatalf("a revert changed gantry_deployments_total to %v", n)
+	}
 }
