@@ -13,8 +13,11 @@
 #   6. release a fix, 0.2.1, and kill -9 gantry in the middle of its deploy;
 #      the next command recovers
 #   7. deploy the multi-service examples/shop stack (a job, a secret, a volume)
-#   8. show `gantry releases`, `gantry status` and `gantry history`
-#   9. print a summary
+#   8. start `gantry server` (self-signed TLS) on 127.0.0.1:18443, make tokens
+#      for alice (editor) and bob (admin); alice promotes 0.1.0 to a protected
+#      production, it waits, bob approves, production runs it on :18081
+#   9. show `gantry releases`, `gantry status` and `gantry history`
+#  10. print a summary
 #
 # Run it from anywhere; GANTRY is the gantry binary (default ./bin/gantry,
 # relative to the current directory). `examples/demo.sh --clean` only removes
@@ -42,7 +45,7 @@ esac
 # ---------------------------------------------------------------- helpers
 
 step=0
-steps_total=9
+steps_total=10
 declare -a summary=()
 
 bold='' red='' off=''
@@ -126,9 +129,14 @@ commit() {
 binaries() {
 	local v arch
 	v="$(cd "$project_dir" && "$GANTRY" version)"
+	# The app imports the Prometheus client: it is built inside gantry's
+	# module (bin/demo/appsrc), with gantry's go.mod and go.sum, from the
+	# scratch repository's main.go; no module download.
+	mkdir -p "$demo_dir/appsrc"
+	cp "$project_dir/main.go" "$demo_dir/appsrc/main.go"
 	for arch in amd64 arm64; do
-		(cd "$project_dir" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildvcs=false \
-			-ldflags "-s -w -X main.version=$v" -o "bin/app-linux-$arch" .)
+		(cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildvcs=false \
+			-ldflags "-s -w -X main.version=$v" -o "$project_dir/bin/app-linux-$arch" ./bin/demo/appsrc)
 	done
 	printf '    built bin/app-linux-amd64 and bin/app-linux-arm64 (version %s)\n' "$v"
 }
@@ -287,8 +295,104 @@ done_step "shop deployed in dependency order"
 # Hooks for later issues: further steps go here, before status and history.
 #   - a healthy upgrade with no lost request (gantry-example/app:1.1.0, the proxy)
 #   - a crashing release (gantry-example/app:2.0.0-crash)
-#   - promote the same digests to production behind an approval
 # Each adds a section/done_step pair and bumps steps_total.
+
+# ===================================================== promotion (issue 4)
+# gantry server with a self-signed certificate; tokens for alice (editor)
+# and bob (admin); alice promotes 0.1.0 from staging to a protected
+# production, it waits for an approval, bob approves it, production runs
+# exactly the digests staging ran.
+server_addr=127.0.0.1:18443
+prod_url="http://127.0.0.1:18081"
+server_pid=
+stop_server() {
+	if [ -n "$server_pid" ]; then
+		kill "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+		server_pid=
+	fi
+}
+trap 'stop_server; stop_registry' EXIT
+
+# as_person NAME CMD...: run a gantry command through the server with
+# NAME's token (the token is the person: $alice, $bob), printed the way a
+# user would type it.
+as_person() {
+	local who=$1 tok=${!1} shown
+	shift
+	shown=("$@")
+	[ "${shown[0]}" = "$GANTRY" ] && shown[0]=gantry
+	shown=("${shown[@]/#* */\"&\"}") # quote the arguments with spaces
+	printf '    $ GANTRY_TOKEN=$%s %s\n' "${who^^}" "${shown[*]}"
+	GANTRY_SERVER="https://$server_addr" GANTRY_FINGERPRINT="$fingerprint" GANTRY_TOKEN="$tok" \
+		GANTRY_CONFIG="$demo_dir/no-contexts.yaml" "$@"
+}
+
+section "Promote 0.1.0 to production through gantry server, with an approval"
+cd "$project_dir"
+for a in "$server_addr" 127.0.0.1:18081; do
+	[ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "https://$a/" || true)" = 000 ] &&
+		[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$a/" || true)" = 000 ] ||
+		fail "something already listens on $a; stop it and run again"
+done
+cat >>gantry.yaml <<'YAML'
+  production:
+    env_files: [production.env]    # HELLO_PORT=18081, APP_ENV=production
+    protected: true                # only gantry promote reaches it
+    requires: [staging]            # the release must have succeeded there
+    approvals: { required: 1, from: [role:admin] }
+    health:
+      window: 1m
+      min_healthy: 3s
+      probes:
+        web:
+          http: { port: 8080, path: /healthz, status: 200 }
+          interval: 1s
+YAML
+printf 'HELLO_PORT=18081\nAPP_ENV=production\n' >production.env
+commit "chore: production, protected, one approval from an admin"
+echo "    production: protected, requires staging, 1 approval from role:admin"
+alice="$("$GANTRY" token create --name alice --role editor 2>/dev/null)" || fail "gantry token create alice failed"
+bob="$("$GANTRY" token create --name bob --role admin 2>/dev/null)" || fail "gantry token create bob failed"
+echo '    $ ALICE=$(gantry token create --name alice --role editor)'
+echo '    $ BOB=$(gantry token create --name bob --role admin)'
+echo "    \$ gantry server --addr $server_addr --tls-self-signed &"
+"$GANTRY" server --addr "$server_addr" --tls-self-signed >"$demo_dir/server.log" 2>&1 &
+server_pid=$!
+fingerprint=
+for _ in $(seq 1 200); do
+	fingerprint="$(sed -n 's/^TLS certificate SHA-256 fingerprint: //p' "$demo_dir/server.log")"
+	if [ -n "$fingerprint" ] &&
+		[ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "https://$server_addr/startupz" || true)" = 200 ]; then
+		break
+	fi
+	kill -0 "$server_pid" 2>/dev/null || fail "gantry server exited: $(tail -n 5 "$demo_dir/server.log")"
+	sleep 0.1
+done
+[ -n "$fingerprint" ] || fail "gantry server printed no fingerprint (log: $demo_dir/server.log)"
+grep -E 'listening|fingerprint' "$demo_dir/server.log" | sed 's/^/    /'
+out="$(as_person alice "$GANTRY" promote staging production --release 0.1.0)" || fail "gantry promote as alice failed: $out"
+printf '%s\n' "$out" | sed '1!s/^/    /'
+id="$(printf '%s\n' "$out" | sed -n 's/^deployment \([0-9][0-9]*\): .*awaits approval$/\1/p' | head -n1)"
+[ -n "$id" ] || fail "gantry promote did not leave a deployment awaiting approval: $out"
+as_person alice "$GANTRY" deployments --pending | sed '1!s/^/    /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "gantry deployments --pending failed"
+[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$prod_url/version" || true)" = 000 ] ||
+	fail "production answers before anyone approved deployment $id"
+rc_self=0
+out="$(as_person alice "$GANTRY" approve "$id" 2>&1)" || rc_self=$?
+printf '%s\n' "$out" | sed '1!s/^/    /'
+[ "$rc_self" = 2 ] || fail "alice approving her own request exited $rc_self, want 2 (self-approval refused)"
+as_person bob "$GANTRY" approve "$id" --comment "staging is green" 2>&1 | sed '1!s/^/    /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "gantry approve $id as bob failed"
+as_person bob "$GANTRY" status production | sed '1!s/^/    /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "gantry status production failed"
+prod="$(curl -fsS --max-time 2 "$prod_url/version" 2>/dev/null || echo nothing)"
+[ "$prod" = 0.1.0 ] || fail "after the approval $prod_url/version says \"$prod\", want 0.1.0"
+printf '    %s/version -> %s\n' "$prod_url" "$prod"
+stop_server
+done_step "0.1.0 promoted: alice asked, bob approved"
+# ============================================== end of promotion (issue 4)
 
 section "Releases, status and history of staging"
 cd "$project_dir"
@@ -315,13 +419,18 @@ cat <<EOF
       rolled the environment back to 0.1.0 and recorded why
     - the shop stack went up in dependency order: the migration job ran to
       completion, then the api (a secret, a named volume), then web
+    - through gantry server (TLS, its certificate pinned by fingerprint)
+      alice promoted 0.1.0 to the protected production; it waited until bob
+      approved (alice could not approve her own request); production runs
+      the digest staging ran: $prod_url/version answers $prod
     - $url/version answers $final
 
   Steps
 $(printf '    %s\n' "${summary[@]}")
     $(printf '%-56s %8s' total "$(secs "$demo_start")")
 
-  The staging stacks keep running: curl $url/ and http://127.0.0.1:18090/
+  The stacks keep running: curl $url/ and http://127.0.0.1:18090/ (staging),
+  $prod_url/ (production)
   The scratch repository is $project_dir (try gantry releases there).
   Remove it with: examples/demo.sh --clean
 EOF
