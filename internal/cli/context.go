@@ -306,9 +306,13 @@ func newContextRemoveCmd(g *globals) *cobra.Command {
 
 // remotePromote is gantry promote against a server: the token is the
 // requester.
-func remotePromote(cmd *cobra.Command, g *globals, c *client.Client, from, to, release string) error {
+func remotePromote(cmd *cobra.Command, g *globals, c *client.Client, from, to, release string, override *deploy.GateOverride) error {
 	var raw json.RawMessage
-	if err := c.Post(cmd.Context(), "/api/v1/envs/"+url.PathEscape(to)+"/promote", map[string]string{"from": from, "release": release}, &raw); err != nil {
+	body := map[string]any{"from": from, "release": release}
+	if override != nil {
+		body["override_gate"], body["reason"] = true, override.Reason
+	}
+	if err := c.Post(cmd.Context(), "/api/v1/envs/"+url.PathEscape(to)+"/promote", body, &raw); err != nil {
 		return err
 	}
 	var a client.Accepted

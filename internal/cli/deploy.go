@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
 )
@@ -13,6 +14,31 @@ import (
 type deployFlags struct {
 	release string
 	images  []string
+	gate    gateFlags
+}
+
+// gateFlags are --override-gate and --reason of deploy and promote.
+type gateFlags struct {
+	override bool
+	reason   string
+}
+
+func (gf *gateFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&gf.override, "override-gate", false, "deploy even though the environment requires gates and the release's failed or never ran (admins only; needs --reason; audited)")
+	cmd.Flags().StringVar(&gf.reason, "reason", "", "why the release may skip its gates, for the audit log (with --override-gate)")
+}
+
+// get is the override asked for, nil for none.
+func (gf *gateFlags) get() (*deploy.GateOverride, error) {
+	switch {
+	case gf.reason != "" && !gf.override:
+		return nil, fmt.Errorf("%w: --reason goes with --override-gate; leave it out, or add --override-gate", errUsage)
+	case !gf.override:
+		return nil, nil
+	case strings.TrimSpace(gf.reason) == "":
+		return nil, fmt.Errorf("%w: --override-gate needs --reason: say why this release may skip its gates; the reason goes to the audit log", errUsage)
+	}
+	return &deploy.GateOverride{Reason: gf.reason}, nil
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -34,11 +60,20 @@ is stopped, not removed); others start-first (the new one starts beside the
 old one). If any service fails, gantry rolls the whole release back on its
 own: the new containers go and the previous release serves again.
 
+An environment with require_gates: true takes only a release made by gantry
+release whose gates (gates: in gantry.yaml: lint, the Trivy scan) ran and
+passed, and no --image replacements. An admin may deploy it anyway with
+--override-gate --reason TEXT, which is written to the audit log. Locally
+you act as $GANTRY_ACTOR (default: your user name), as an admin; gantry
+server enforces the token's role.
+
 Exit codes: 0 deployed, 3 failed and rolled back, 4 failed with nothing to
-roll back to, 5 environment busy, 6 Docker unreachable, 2 bad input.`,
+roll back to, 5 environment busy, 6 Docker unreachable, 2 bad input or
+refused by the gates.`,
 		Example: `  gantry deploy staging
   gantry deploy staging --release 1.4.0 --image web=registry.example.com/shop/web:1.4.0
-  gantry deploy staging --output json | jq .state`,
+  gantry deploy staging --output json | jq .state
+  gantry deploy production --release 1.4.0 --override-gate --reason "CVE-2022-32149 is not reachable; fix in 1.4.1"`,
 		Args: envArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDeploy(cmd, g, args[0], fl)
@@ -46,6 +81,7 @@ roll back to, 5 environment busy, 6 Docker unreachable, 2 bad input.`,
 	}
 	cmd.Flags().StringVar(&fl.release, "release", "", "release to deploy: a version from gantry releases is pulled by its digests; any other name just names the deployment (default: derived from the image IDs)")
 	cmd.Flags().StringArrayVar(&fl.images, "image", nil, "SERVICE=IMAGE: deploy this image for a service (repeatable)")
+	fl.gate.bind(cmd)
 	return cmd
 }
 
@@ -54,11 +90,19 @@ func runDeploy(cmd *cobra.Command, g *globals, envName string, fl deployFlags) e
 	if err != nil {
 		return err
 	}
+	override, err := fl.gate.get()
+	if err != nil {
+		return err
+	}
 	if c, err := g.remote(); c != nil || err != nil {
 		if err != nil {
 			return err
 		}
-		return remoteDeploy(cmd, g, c, "/api/v1/envs/"+urlPathEscape(envName)+"/deploy", map[string]any{"release": fl.release, "images": images})
+		body := map[string]any{"release": fl.release, "images": images}
+		if override != nil {
+			body["override_gate"], body["reason"] = true, override.Reason
+		}
+		return remoteDeploy(cmd, g, c, "/api/v1/envs/"+urlPathEscape(envName)+"/deploy", body)
 	}
 	rep := newReporter(g.stderr)
 	s, err := g.open(envName, rep)
@@ -66,6 +110,12 @@ func runDeploy(cmd *cobra.Command, g *globals, envName string, fl deployFlags) e
 		return err
 	}
 	defer s.Close()
+	who := actingAs()
+	if err := deploy.Admit(cmd.Context(), s.store, audit.Open(s.store), deploy.Admission{Project: s.file.Project, Env: s.env,
+		Gates: s.file.Gates, Release: fl.release, Images: images, Override: override,
+		Who: audit.Event{Actor: who.Name, Role: string(who.Role)}}); err != nil {
+		return err
+	}
 	m, err := s.file.Resolve(cmd.Context(), envName)
 	if err != nil {
 		return err

@@ -84,6 +84,7 @@ func (g *globals) openPromoter() (*promoteSession, error) {
 
 func newPromoteCmd(g *globals) *cobra.Command {
 	var release string
+	var gf gateFlags
 	cmd := &cobra.Command{
 		Use:   "promote FROM TO",
 		Short: "Take a release that succeeded in FROM to TO, by its exact image digests",
@@ -104,8 +105,13 @@ gate and automatic rollback. An unprotected TO is deployed at once.
 You act as $GANTRY_ACTOR (default: your user name), as an admin: roles are
 enforced by gantry server.
 
+When TO has require_gates: true, the release's gates (gates: in
+gantry.yaml) must have run and passed; an admin may promote it anyway with
+--override-gate --reason TEXT, which is written to the audit log.
+
 Exit codes: 0 requested or deployed, 2 refused (a release that did not
-succeed in FROM, unknown environment, a service not pinned by digest), 3/4
+succeed in FROM or failed its gates, unknown environment, a service not
+pinned by digest), 3/4
 the deployment to an unprotected TO failed, 5 busy, 6 Docker unreachable.`,
 		Example: `  gantry promote staging production                  # the release serving in staging
   gantry promote staging production --release 1.4.0
@@ -117,18 +123,26 @@ the deployment to an unprotected TO failed, 5 busy, 6 Docker unreachable.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			override, err := gf.get()
+			if err != nil {
+				return err
+			}
 			if c, err := g.remote(); c != nil || err != nil {
 				if err != nil {
 					return err
 				}
-				return remotePromote(cmd, g, c, args[0], args[1], release)
+				return remotePromote(cmd, g, c, args[0], args[1], release, override)
 			}
 			s, err := g.openPromoter()
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			d, err := s.p.Request(cmd.Context(), actingAs(), args[0], args[1], release)
+			var opts []promote.RequestOption
+			if override != nil {
+				opts = append(opts, promote.OverrideGate(override.Reason))
+			}
+			d, err := s.p.Request(cmd.Context(), actingAs(), args[0], args[1], release, opts...)
 			s.rep.Done()
 			if d == nil {
 				return err
@@ -153,6 +167,7 @@ the deployment to an unprotected TO failed, 5 busy, 6 Docker unreachable.`,
 		},
 	}
 	cmd.Flags().StringVar(&release, "release", "", "release to promote (default: the one serving in FROM)")
+	gf.bind(cmd)
 	return cmd
 }
 

@@ -59,6 +59,9 @@ func newReleaseCmd(g *globals) *cobra.Command {
   1. version  the next version from conventional commits (gantry version)
   2. tags     its tag set: 1.4.0 1.4 1 latest, the branch, sha-<7 hex> (gantry tags)
   3. build    every service's image, for release.platforms (gantry build)
+     gates    when gantry.yaml has gates: gantry lint (gates.lint) before the
+              build, Trivy on the built images (gates.scan) before the push;
+              a failure stops the release (exit code 1), nothing is pushed
   4. push     to registry.url, never moving an immutable tag (gantry push)
   5. record   the release in the store: version, commit, tags and the digest
               of every service's image per platform (gantry releases)
@@ -167,6 +170,10 @@ func runRelease(cmd *cobra.Command, g *globals, fl *releaseCmdFlags, services []
 			errUsage, version, f.Project, old.Commit, old.CreatedAt.Local().Format("2006-01-02 15:04"), version)
 	}
 
+	gates, err := openGates(ctx, f, version, g.stderr)
+	if err != nil {
+		return err
+	}
 	rep := newReporter(g.stderr)
 	defer rep.Done()
 	rep.Note(fmt.Sprintf("release %s of %s from %.12s, tags %s", version, f.Project, v.Head, strings.Join(ts.Tags, " ")))
@@ -207,6 +214,9 @@ func runRelease(cmd *cobra.Command, g *globals, fl *releaseCmdFlags, services []
 		if errors.Is(err, store.ErrReleased) {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
+		return err
+	}
+	if err := gates.check(ctx, st, rec, imgs.Dir(), rep, g.stderr); err != nil {
 		return err
 	}
 	opts := image.PushOptionsFor(f.Registry)

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantryhq/gantry/internal/scan"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -20,8 +22,11 @@ func newReleasesCmd(g *globals) *cobra.Command {
 state (released; pushing while a push runs or after one crashed; failed and
 why), the commit it was built from, and each service's image digest.
 
-With VERSION, show that release in full: tags, repositories, and the digest
-of every platform's manifest. gantry deploy ENV --release VERSION deploys
+The GATES column is the verdict of the release's gates (gantry lint and
+the Trivy scan, when gantry.yaml has gates:): passed, failed, or - when none
+ran. With VERSION, show that release in full: tags, each gate's verdict
+(and the vulnerabilities that failed the scan), repositories, and the
+digest of every platform's manifest. gantry deploy ENV --release VERSION deploys
 exactly these digests.`,
 		Example: `  gantry releases
   gantry releases 1.4.0
@@ -81,16 +86,67 @@ func printReleases(g *globals, project string, rs []*store.Release) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "VERSION\tSTATE\tCOMMIT\tCREATED\tIMAGES")
+	fmt.Fprintln(w, "VERSION\tSTATE\tGATES\tCOMMIT\tCREATED\tIMAGES")
 	for _, r := range rs {
 		state := r.State
 		if r.Reason != "" {
 			state += ": " + truncate(oneLine(r.Reason), 60)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%.7s\t%s\t%s\n", r.Version, state, r.Commit,
+		fmt.Fprintf(w, "%s\t%s\t%s\t%.7s\t%s\t%s\n", r.Version, state, gatesWord(r), r.Commit,
 			r.CreatedAt.Local().Format("2006-01-02 15:04:05"), imageSummary(r))
 	}
 	return w.Flush()
+}
+
+// gatesWord is the verdict of a release's gates in a word: passed, failed
+// (naming the gates that failed), or - when none ran.
+func gatesWord(r *store.Release) string {
+	if len(r.Gates) == 0 {
+		return "-"
+	}
+	var failed []string
+	for _, name := range []string{store.GateLint, store.GateScan} {
+		if g := r.Gates[name]; g != nil && !g.Passed {
+			failed = append(failed, name)
+		}
+	}
+	if len(failed) > 0 {
+		return "failed: " + strings.Join(failed, ", ")
+	}
+	return "passed"
+}
+
+// printGates prints each gate's verdict and, for a scan that failed, the
+// findings that failed it.
+func printGates(w io.Writer, r *store.Release) {
+	if len(r.Gates) == 0 {
+		fmt.Fprintln(w, "  gates:   none ran")
+		return
+	}
+	for _, name := range []string{store.GateLint, store.GateScan} {
+		g := r.Gates[name]
+		if g == nil {
+			continue
+		}
+		fmt.Fprintf(w, "  %-8s %s (%s", name+":", g.Summary, g.At.Local().Format("2006-01-02 15:04:05"))
+		if g.Actor != "" {
+			fmt.Fprintf(w, " by %s", g.Actor)
+		}
+		fmt.Fprintln(w, ")")
+		if name != store.GateScan || g.Passed || len(g.Report) == 0 {
+			continue
+		}
+		v, err := scan.Loaded(g)
+		if err != nil {
+			fmt.Fprintf(w, "    (%v)\n", err)
+			continue
+		}
+		for _, f := range v.Findings {
+			if f.Outcome == scan.Fail {
+				fmt.Fprintf(w, "    %-8s %s %s %s -> %s (%s)\n", f.Severity, f.ID, f.Package, f.Installed, orDash(f.Fixed), strings.TrimSpace(f.Service+" "+f.Platform))
+			}
+		}
+	}
 }
 
 // imageSummary is "web@sha256:0123456789ab api@sha256:..." in service order.
@@ -124,6 +180,7 @@ func printRelease(g *globals, r *store.Release) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  tags:    %s\n", strings.Join(r.Tags, ", "))
+	printGates(w, r)
 	for _, svc := range sortedServices(r) {
 		img := r.Images[svc]
 		fmt.Fprintf(w, "  %s: %s\n", svc, img.Ref())

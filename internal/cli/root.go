@@ -57,7 +57,8 @@ func ExitCode(err error) int {
 	case errors.Is(err, runtime.ErrUnreachable):
 		return ExitNoRuntime
 	case errors.As(err, &cfgErr), errors.Is(err, deploy.ErrInput), errors.Is(err, runtime.ErrImageNotFound),
-		errors.Is(err, deploy.ErrNothingDeployed), errors.Is(err, errUsage):
+		errors.Is(err, deploy.ErrNothingDeployed), errors.Is(err, errUsage),
+		errors.Is(err, deploy.ErrGateRefused), errors.Is(err, deploy.ErrOverrideForbidden):
 		return ExitUsage
 	}
 	return ExitError
@@ -159,6 +160,7 @@ Start with:
 	root.AddCommand(newTokenCmd(g))
 	root.AddCommand(newAuditCmd(g))
 	root.AddCommand(newLintCmd(g))
+	root.AddCommand(newScanCmd(g))
 	root.AddCommand(newServerCmd(g))
 	root.AddCommand(newPromoteCmd(g), newApproveCmd(g), newRejectCmd(g), newDeploymentsCmd(g))
 	root.AddCommand(newContextCmd(g))

@@ -85,6 +85,20 @@ func New(f *config.File, st *store.Store, engines Engines, opts ...Option) *Prom
 	return p
 }
 
+// RequestOption changes how Request promotes.
+type RequestOption func(*requestOptions)
+
+type requestOptions struct {
+	override *deploy.GateOverride
+}
+
+// OverrideGate promotes a release that the target environment's gates
+// refuse (require_gates): only an admin may, with a reason, which goes to
+// the audit log.
+func OverrideGate(reason string) RequestOption {
+	return func(o *requestOptions) { o.override = &deploy.GateOverride{Reason: reason} }
+}
+
 // record writes an audit event of what actor did to object and how it
 // ended: refused by the rules (denied), failed, or ok.
 func (p *Promoter) record(ctx context.Context, a Actor, action, object string, err error, detail map[string]string) {
@@ -93,7 +107,7 @@ func (p *Promoter) record(ctx context.Context, a Actor, action, object string, e
 	}
 	outcome := audit.OK
 	switch {
-	case errors.Is(err, ErrForbidden), errors.Is(err, ErrSelfApproval):
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrSelfApproval), errors.Is(err, deploy.ErrOverrideForbidden):
 		outcome = audit.Denied
 	case err != nil:
 		outcome = audit.Failed
@@ -113,7 +127,11 @@ func (p *Promoter) record(ctx context.Context, a Actor, action, object string, e
 // to by exactly the digests that ran in from. A protected to gets a
 // deployment awaiting approval; any other is deployed at once, with the
 // health gate and automatic rollback (the error then says how it ended).
-func (p *Promoter) Request(ctx context.Context, actor Actor, from, to, release string) (d *store.Deployment, err error) {
+func (p *Promoter) Request(ctx context.Context, actor Actor, from, to, release string, opts ...RequestOption) (d *store.Deployment, err error) {
+	var ro requestOptions
+	for _, o := range opts {
+		o(&ro)
+	}
 	detail := map[string]string{"from": from, "to": to, "release": release}
 	defer func() {
 		object := "env/" + to
@@ -164,6 +182,14 @@ func (p *Promoter) Request(ctx context.Context, actor Actor, from, to, release s
 		return nil, err
 	case rel.State != store.ReleaseReleased:
 		return nil, refusal(ErrNotPromotable, "release %s is %s, not released (%s); see gantry releases %s", release, rel.State, rel.Reason, release)
+	}
+	// The gates are checked here, once, for a protected environment too:
+	// the approvals that follow are about the release, which passed them
+	// (or which an admin let through, audited).
+	if err := deploy.Admit(ctx, p.store, p.audit, deploy.Admission{Project: p.file.Project, Env: dst, Gates: p.file.Gates,
+		Release: release, Override: ro.override,
+		Who: audit.Event{Actor: actor.Name, Role: string(actor.Role), RequestID: actor.RequestID, Client: actor.Client}}); err != nil {
+		return nil, err
 	}
 	row, err := p.store.Get(ctx, source.PlanID)
 	if err != nil {

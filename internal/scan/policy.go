@@ -262,43 +262,49 @@ func matchIgnore(l []Ignore, f *Finding) *Ignore {
 }
 
 // Summary says the verdict in one line, for a release's record and a
-// terminal: "failed: 1 vulnerability at or above HIGH (CVE-2022-32149 in
-// golang.org/x/text v0.3.7, web); 1 ignored".
+// terminal: "failed: 1 vulnerability at or above HIGH (HIGH CVE-2022-32149
+// in golang.org/x/text v0.3.7 (web)); 1 ignored". A vulnerability found in
+// the image of each platform of a service is counted once.
 func (v *Verdict) Summary() string {
+	distinct := map[Outcome][]Finding{}
+	seen := map[string]bool{}
+	for _, f := range v.Findings {
+		key := strings.Join([]string{string(f.Outcome), f.ID, f.Package, f.Installed, f.Service}, "\x00")
+		if !seen[key] {
+			seen[key] = true
+			distinct[f.Outcome] = append(distinct[f.Outcome], f)
+		}
+	}
 	var b strings.Builder
 	if v.Passed {
 		fmt.Fprintf(&b, "passed: no vulnerability at or above %s", v.FailOn)
 	} else {
-		fmt.Fprintf(&b, "failed: %d %s at or above %s (", v.Counts.Fail, plural(v.Counts.Fail, "vulnerability", "vulnerabilities"), v.FailOn)
-		shown := 0
-		for _, f := range v.Findings {
-			if f.Outcome != Fail {
-				continue
-			}
-			if shown == 3 {
-				fmt.Fprintf(&b, ", and %d more", v.Counts.Fail-shown)
+		failing := distinct[Fail]
+		fmt.Fprintf(&b, "failed: %d %s at or above %s (", len(failing), plural(len(failing), "vulnerability", "vulnerabilities"), v.FailOn)
+		for i, f := range failing {
+			if i == 3 {
+				fmt.Fprintf(&b, ", and %d more", len(failing)-i)
 				break
 			}
-			if shown > 0 {
+			if i > 0 {
 				b.WriteString(", ")
 			}
 			fmt.Fprintf(&b, "%s %s in %s %s", f.Severity, f.ID, f.Package, f.Installed)
 			if f.Service != "" {
 				fmt.Fprintf(&b, " (%s)", f.Service)
 			}
-			shown++
 		}
 		b.WriteString(")")
 	}
 	var notes []string
-	if v.Counts.Ignored > 0 {
-		notes = append(notes, fmt.Sprintf("%d ignored", v.Counts.Ignored))
+	if n := len(distinct[Ignored]); n > 0 {
+		notes = append(notes, fmt.Sprintf("%d ignored", n))
 	}
-	if v.Counts.Unfixed > 0 {
-		notes = append(notes, fmt.Sprintf("%d unfixed", v.Counts.Unfixed))
+	if n := len(distinct[Unfixed]); n > 0 {
+		notes = append(notes, fmt.Sprintf("%d unfixed", n))
 	}
-	if v.Counts.Below > 0 {
-		notes = append(notes, fmt.Sprintf("%d below %s", v.Counts.Below, v.FailOn))
+	if n := len(distinct[Below]); n > 0 {
+		notes = append(notes, fmt.Sprintf("%d below %s", n, v.FailOn))
 	}
 	if n := len(v.ExpiredIgnores); n > 0 {
 		notes = append(notes, fmt.Sprintf("%d expired ignore %s", n, plural(n, "entry", "entries")))

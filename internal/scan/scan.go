@@ -171,3 +171,61 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// ScanRelease scans the pushed images of a release of f's project (the
+// newest released one when version is empty) from their registry with the
+// gate of gates.scan (its defaults when gantry.yaml has none), and stores
+// the verdict with the release. A verdict that fails is returned with a nil
+// error; Verdict.Err says why it failed.
+func ScanRelease(ctx context.Context, f *config.File, st *store.Store, version, actor string, progress func(Image)) (*store.Release, *Verdict, error) {
+	r, err := releaseToScan(ctx, f, st, version)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, p, err := Settings(f, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := Open(ctx, o, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := g.Run(ctx, ReleaseImages(r), progress)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := Record(ctx, st, r, v, actor); err != nil {
+		return nil, nil, err
+	}
+	return r, v, nil
+}
+
+func releaseToScan(ctx context.Context, f *config.File, st *store.Store, version string) (*store.Release, error) {
+	if version == "" {
+		rs, err := st.Releases(ctx, f.Project, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			if r.State == store.ReleaseReleased {
+				return st.GetRelease(ctx, f.Project, r.Version)
+			}
+		}
+		return nil, fmt.Errorf("%w: %s has no release to scan; make one with gantry release", ErrInput, f.Project)
+	}
+	r, err := st.GetRelease(ctx, f.Project, version)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %v; see gantry releases for the versions there are", ErrInput, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.State != store.ReleaseReleased {
+		why := ""
+		if r.Reason != "" {
+			why = " (" + r.Reason + ")"
+		}
+		return nil, fmt.Errorf("%w: release %s is %s%s, so its images are not in the registry to scan; run gantry release again", ErrInput, version, r.State, why)
+	}
+	return r, nil
+}

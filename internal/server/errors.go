@@ -28,6 +28,7 @@ const (
 	CodeNotFound     = "not_found"
 	CodeMethod       = "method_not_allowed"
 	CodeBusy         = "busy"
+	CodeGateRefused  = "gate_refused"
 	CodeUnreachable  = "docker_unreachable"
 	CodeStarting     = "starting"
 	CodeInternal     = "internal"
@@ -70,6 +71,10 @@ func toAPIError(err error) *Error {
 		return ae
 	case errors.As(err, &locked):
 		return &Error{Status: http.StatusConflict, Code: CodeBusy, Message: err.Error()}
+	case errors.Is(err, deploy.ErrOverrideForbidden):
+		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: err.Error()}
+	case errors.Is(err, deploy.ErrGateRefused):
+		return &Error{Status: http.StatusConflict, Code: CodeGateRefused, Message: err.Error()}
 	case errors.Is(err, runtime.ErrUnreachable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnreachable, Message: err.Error()}
 	case errors.Is(err, store.ErrNotFound):

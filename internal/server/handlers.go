@@ -166,6 +166,10 @@ type DeployRequest struct {
 	Release string `json:"release"`
 	// Images maps services to image references, overriding the release's.
 	Images map[string]string `json:"images"`
+	// OverrideGate deploys a release the environment's gates refuse
+	// (require_gates); admins only, with a Reason, which is audited.
+	OverrideGate bool   `json:"override_gate"`
+	Reason       string `json:"reason"`
 }
 
 // RollbackRequest is the body of POST /api/v1/envs/{env}/rollback.
@@ -207,7 +211,16 @@ func (s *Server) deploy(c *call) (int, any, error) {
 	if len(flags) > 0 {
 		c.note("images", strings.Join(flags, " "))
 	}
+	override, err := gateOverride(req.OverrideGate, req.Reason)
+	if err != nil {
+		return 0, nil, err
+	}
 	return s.startDeployment(c, "deploy", func(sess *session) (*deploy.Result, error) {
+		if err := deploy.Admit(s.baseCtx, s.st, s.audit, deploy.Admission{Project: sess.file.Project, Env: sess.env, Gates: sess.file.Gates,
+			Release: req.Release, Images: images, Override: override,
+			Who: audit.Event{Actor: c.id.Name, Role: string(c.id.Role), RequestID: c.reqID, Client: c.r.RemoteAddr}}); err != nil {
+			return nil, err
+		}
 		m, err := sess.file.Resolve(s.baseCtx, c.env)
 		if err != nil {
 			return nil, err
@@ -219,6 +232,19 @@ func (s *Server) deploy(c *call) (int, any, error) {
 		}
 		return sess.eng.Deploy(s.baseCtx, m, req.Release, images)
 	})
+}
+
+// gateOverride reads override_gate and reason of a request body.
+func gateOverride(override bool, reason string) (*deploy.GateOverride, error) {
+	switch {
+	case reason != "" && !override:
+		return nil, apiErr(http.StatusUnprocessableEntity, CodeInvalidInput, "reason goes with override_gate: true; leave it out, or add override_gate")
+	case !override:
+		return nil, nil
+	case strings.TrimSpace(reason) == "":
+		return nil, apiErr(http.StatusUnprocessableEntity, CodeInvalidInput, "override_gate needs a reason: say why this release may skip its gates; the reason goes to the audit log")
+	}
+	return &deploy.GateOverride{Reason: reason}, nil
 }
 
 func (s *Server) rollback(c *call) (int, any, error) {

@@ -26,6 +26,10 @@ type PromoteRequest struct {
 	From string `json:"from"`
 	// Release is its version; empty means the one serving in From.
 	Release string `json:"release"`
+	// OverrideGate promotes a release the target's gates refuse
+	// (require_gates); admins only, with a Reason, which is audited.
+	OverrideGate bool   `json:"override_gate"`
+	Reason       string `json:"reason"`
 }
 
 // DecisionRequest is the body of approve and reject.
@@ -123,7 +127,7 @@ func outcomeOf(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.Is(err, promote.ErrForbidden), errors.Is(err, promote.ErrSelfApproval):
+	case errors.Is(err, promote.ErrForbidden), errors.Is(err, promote.ErrSelfApproval), errors.Is(err, deploy.ErrOverrideForbidden):
 		return "denied"
 	}
 	return "failed"
@@ -131,7 +135,7 @@ func outcomeOf(err error) string {
 
 // promoteError: the rules' refusals are 403, the rest as any error.
 func promoteError(err error) error {
-	if errors.Is(err, promote.ErrForbidden) || errors.Is(err, promote.ErrSelfApproval) {
+	if errors.Is(err, promote.ErrForbidden) || errors.Is(err, promote.ErrSelfApproval) || errors.Is(err, deploy.ErrOverrideForbidden) {
 		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: err.Error()}
 	}
 	return err
@@ -145,10 +149,18 @@ func (s *Server) promote(c *call) (int, any, error) {
 	if req.From == "" {
 		return 0, nil, apiErr(http.StatusUnprocessableEntity, CodeInvalidInput, "from: name the environment the release succeeded in, for example {\"from\": \"staging\"}")
 	}
+	override, err := gateOverride(req.OverrideGate, req.Reason)
+	if err != nil {
+		return 0, nil, err
+	}
+	var opts []promote.RequestOption
+	if override != nil {
+		opts = append(opts, promote.OverrideGate(override.Reason))
+	}
 	c.object = "env/" + c.env
 	c.selfAudited = true
 	status, body, err := s.runPromotion(c, "deploy", func(p *promote.Promoter) (any, *deploy.Result, error) {
-		d, err := p.Request(s.baseCtx, c.actor(), req.From, c.env, req.Release)
+		d, err := p.Request(s.baseCtx, c.actor(), req.From, c.env, req.Release, opts...)
 		s.m.promotions.WithLabelValues(c.env, outcomeOf(err)).Inc()
 		var res *deploy.Result
 		if d != nil && d.State.Terminal() {
