@@ -85,7 +85,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "app: %v\n", err)
 			return exitUsage
 		}
-		return serve(cfg, stderr)
+		return serve(cfg, stdout, stderr)
 	case "check":
 		return check(port(getenv), stderr)
 	case "migrate":
@@ -118,6 +118,9 @@ type config struct {
 	SecretFile string
 	DataDir    string
 	ErrorRate  float64
+	// Tick, when set, prints a numbered line to stdout at that interval
+	// (APP_TICK), for tests of log streaming.
+	Tick time.Duration
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -151,7 +154,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	for _, d := range []struct {
 		env string
 		dst *time.Duration
-	}{{"APP_CRASH_AFTER", &c.CrashAfter}, {"APP_SLOW_FOR", &c.SlowFor}} {
+	}{{"APP_CRASH_AFTER", &c.CrashAfter}, {"APP_SLOW_FOR", &c.SlowFor}, {"APP_TICK", &c.Tick}} {
 		if v := getenv(d.env); v != "" {
 			p, err := time.ParseDuration(v)
 			if err != nil || p < 0 {
@@ -362,7 +365,7 @@ func recordStart(cfg config, at time.Time) error {
 	return err
 }
 
-func serve(cfg config, stderr io.Writer) int {
+func serve(cfg config, stdout, stderr io.Writer) int {
 	started := time.Now()
 	if cfg.SecretFile != "" {
 		if _, err := os.Stat(cfg.SecretFile); err != nil {
@@ -395,6 +398,9 @@ func serve(cfg config, stderr io.Writer) int {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if cfg.Tick > 0 {
+		go tick(ctx, cfg, stdout)
+	}
 
 	code := exitOK
 	select {
@@ -455,4 +461,18 @@ func migrate(getenv func(string) string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "migrate: migrated to version %s (%s)\n", version, p)
 	return exitOK
+}
+
+// tick prints "tick N version=V" to stdout every cfg.Tick until ctx ends.
+func tick(ctx context.Context, cfg config, stdout io.Writer) {
+	t := time.NewTicker(cfg.Tick)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-t.C:
+			fmt.Fprintf(stdout, "tick %d version=%s\n", n, cfg.Version)
+		case <-ctx.Done():
+			return
+		}
+	}
 }

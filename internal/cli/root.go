@@ -70,7 +70,7 @@ var errUsage = errors.New("usage")
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := newRoot(g)
-	root.SetArgs(args)
+	root.SetArgs(followShorthand(args))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
@@ -166,6 +166,7 @@ Start with:
 	root.AddCommand(newContextCmd(g))
 	root.AddCommand(newProxyCmd(g))
 	root.AddCommand(newHealthCmd(g))
+	root.AddCommand(newLogsCmd(g))
 	return root
 }
 
