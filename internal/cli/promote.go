@@ -17,11 +17,9 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
-	"github.com/gantryhq/gantry/internal/docker"
-	"github.com/gantryhq/gantry/internal/image"
 	"github.com/gantryhq/gantry/internal/promote"
-	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/target"
 )
 
 // actingAs is who runs gantry locally: $GANTRY_ACTOR, else the OS user.
@@ -69,12 +67,10 @@ func (g *globals) openPromoter() (*promoteSession, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		rt, err := docker.New(env.Host)
+		rt, err := target.Open(env, f.Registry, s.rep.Note)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", runtime.ErrUnreachable, err)
+			return nil, nil, err
 		}
-		rt.SetPullProgress(s.rep.Note)
-		rt.SetRegistryAuth(image.PullAuth(f.Registry))
 		eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(s.rep), deploy.WithLogger(g.log), deploy.WithActor(actor))
 		return eng, func() { rt.Close() }, nil
 	}

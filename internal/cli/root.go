@@ -19,11 +19,10 @@ import (
 	"github.com/gantryhq/gantry/internal/client"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
-	"github.com/gantryhq/gantry/internal/docker"
-	"github.com/gantryhq/gantry/internal/image"
 	"github.com/gantryhq/gantry/internal/registry"
 	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/target"
 )
 
 // Exit codes, documented in docs/cli.md.
@@ -192,7 +191,7 @@ func (g *globals) stateDirFor(f *config.File) string {
 type session struct {
 	file   *config.File
 	env    *config.Environment
-	rt     *docker.Runtime
+	rt     target.Runtime
 	store  *store.Store
 	engine *deploy.Engine
 }
@@ -217,20 +216,18 @@ func (g *globals) open(envName string, rep deploy.Reporter) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := docker.New(env.Host)
+	if rep == nil {
+		rep = quietReporter{}
+	}
+	rt, err := target.Open(env, f.Registry, rep.Note)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", runtime.ErrUnreachable, err)
+		return nil, err
 	}
 	st, err := store.Open(g.stateDirFor(f))
 	if err != nil {
 		rt.Close()
 		return nil, err
 	}
-	if rep == nil {
-		rep = quietReporter{}
-	}
-	rt.SetPullProgress(rep.Note)
-	rt.SetRegistryAuth(image.PullAuth(f.Registry))
 	eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(rep), deploy.WithLogger(g.log))
 	return &session{file: f, env: env, rt: rt, store: st, engine: eng}, nil
 }

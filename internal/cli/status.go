@@ -72,7 +72,9 @@ func printStatus(g *globals, st *deploy.Status) {
 	} else {
 		fmt.Fprintf(w, "%s: release %s (deployment %d) since %s\n", name, st.Release, st.Deployment, ago(st.Since))
 	}
-	if len(st.Services) > 0 {
+	if swarmStatus(st) {
+		printSwarmServices(w, st)
+	} else if len(st.Services) > 0 {
 		fmt.Fprintln(w, "  SERVICE\tRELEASE\tIMAGE\tSTATE\tHEALTH\tSINCE")
 		for _, s := range st.Services {
 			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Release, s.Image, s.State, s.Health, ago(s.Since))

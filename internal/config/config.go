@@ -279,6 +279,14 @@ type Environment struct {
 	// Routes are what the gantry proxy serves for this environment's
 	// services, by service name.
 	Routes map[string]*ProxyRoute `yaml:"routes" json:"routes,omitempty"`
+	// Swarm is a Swarm manager's Docker host (unix://, tcp://, ssh://):
+	// the environment runs as Swarm services there. It is short for
+	// `target: swarm` with host; see docs/swarm.md.
+	Swarm string `yaml:"swarm" json:"swarm,omitempty"`
+	// Target is where the environment runs: docker (a Docker host, the
+	// default) or swarm (the services of a Docker Swarm, managed through
+	// Host); `swarm: URL` sets it.
+	Target string `yaml:"target" json:"target,omitempty"`
 }
 
 // Defaults of a protected environment's approvals.
@@ -570,6 +578,7 @@ func (v *validator) env(e *Environment) {
 	if e.Host != "" && !hasAnyPrefix(e.Host, "unix://", "tcp://", "ssh://", "npipe://") {
 		v.fail(fmt.Sprintf("%q is not a Docker host; use unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host", e.Host), at("host")...)
 	}
+	v.target(e)
 	if e.Strategy == "" {
 		e.Strategy = StrategyAuto
 	}

@@ -47,6 +47,11 @@ func (f *File) Resolve(ctx context.Context, envName string) (*Model, error) {
 				Msg: fmt.Sprintf("no service %q in the compose files to route to; known: %s", name, strings.Join(project.ServiceNames(), ", "))}
 		}
 	}
+	if env.IsSwarm() {
+		if err := SwarmProblems(project); err != nil {
+			return nil, err
+		}
+	}
 	for name, svc := range project.Services {
 		if svc.Image == "" {
 			return nil, &Error{File: filepath.Base(f.Path), Field: "services." + name + ".image",

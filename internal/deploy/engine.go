@@ -297,6 +297,9 @@ type applied struct {
 
 // run applies a plan as deployment d, with prev serving before it.
 func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy) (*Result, error) {
+	if o, ok := e.rt.(runtime.Orchestrator); ok {
+		return e.runOrchestrated(ctx, o, lock, d, plan, prev, pol)
+	}
 	start := time.Now()
 	res := &Result{Deployment: d.ID, Project: d.Project, Env: d.Env, Release: d.Release, Kind: d.Kind}
 	if prev != nil {

@@ -74,7 +74,7 @@ func (e *Engine) Plan(ctx context.Context, m *config.Model, release string, imag
 		if r, ok := images[name]; ok {
 			sc.Image = r
 		}
-		if sc.Scale != nil && *sc.Scale > 1 || sc.Deploy != nil && sc.Deploy.Replicas != nil && *sc.Deploy.Replicas > 1 {
+		if !e.orchestrated() && (sc.Scale != nil && *sc.Scale > 1 || sc.Deploy != nil && sc.Deploy.Replicas != nil && *sc.Deploy.Replicas > 1) {
 			e.log.Warn("replicas above 1 are not run on a Docker host yet; running one container", "service", name)
 		}
 		img, err := e.rt.ResolveImage(ctx, sc.Image)
@@ -95,6 +95,11 @@ func (e *Engine) Plan(ctx context.Context, m *config.Model, release string, imag
 	}
 	if release == "" {
 		p.Release = defaultRelease(p)
+	}
+	if o, ok := e.rt.(runtime.Orchestrator); ok {
+		if err := e.translate(ctx, o, m, p); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -133,6 +138,12 @@ func (e *Engine) secrets(m *config.Model, service string) ([]runtime.SecretMount
 		}
 		mnt := runtime.SecretMount{Name: ref.Source, Target: target}
 		switch {
+		case bool(def.External) && e.orchestrated():
+			// A secret the swarm already holds, by its own name.
+			mnt.External, mnt.Source = true, def.Name
+			if mnt.Source == "" {
+				mnt.Source = ref.Source
+			}
 		case bool(def.External):
 			return nil, inputError("secret %s is external: external secrets live in Docker Swarm; on a Docker host use `file:` or `environment:`", ref.Source)
 		case def.File != "":

@@ -68,6 +68,11 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 	if err != nil {
 		return nil, err
 	}
+	if e.orchestrated() && plan != nil {
+		// On a swarm, services are rolled to the serving release below
+		// (converge), never removed and made again.
+		cs = nil
+	}
 	var ids []int64
 	for _, u := range unfinished {
 		where := string(u.State)
@@ -124,6 +129,9 @@ const stopGraceDefault = 10 * time.Second
 // missing ones are created, stopped ones started, any other release's
 // running containers stopped. Jobs are left alone.
 func (e *Engine) converge(ctx context.Context, plan *runtime.Plan) error {
+	if o, ok := e.rt.(runtime.Orchestrator); ok {
+		return e.convergeOrchestrated(ctx, o, plan)
+	}
 	if err := e.rt.Prepare(ctx, plan); err != nil {
 		return err
 	}

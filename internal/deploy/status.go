@@ -37,6 +37,17 @@ type ServiceStatus struct {
 	State  string     `json:"state"`
 	Health string     `json:"health"`
 	Since  *time.Time `json:"since,omitempty"`
+	// Replicas, Update and Nodes are a swarm service's: its tasks running
+	// and desired, its update state, and its tasks per node.
+	Replicas *Replicas           `json:"replicas,omitempty"`
+	Update   string              `json:"update,omitempty"`
+	Nodes    []runtime.NodeTasks `json:"nodes,omitempty"`
+}
+
+// Replicas counts a service's tasks.
+type Replicas struct {
+	Running int `json:"running"`
+	Desired int `json:"desired"`
 }
 
 // Status reports what serves in env, first finishing any interrupted
@@ -60,6 +71,9 @@ func (e *Engine) Status(ctx context.Context, project, env string) (*Status, erro
 // without taking the environment's lock: for a watcher that looks often and
 // must never make a deploy find the environment busy.
 func (e *Engine) Observe(ctx context.Context, project, env string) (*Status, error) {
+	if o, ok := e.rt.(runtime.Orchestrator); ok {
+		return e.observeOrchestrated(ctx, o, project, env)
+	}
 	st := &Status{Project: project, Env: env, Host: e.rt.Host(), Services: []ServiceStatus{}}
 	serving, err := e.store.Serving(ctx, project, env)
 	if err != nil {

@@ -5,6 +5,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -40,6 +41,16 @@ type Plan struct {
 	Services    map[string]*Service            `json:"services"`
 	Networks    map[string]types.NetworkConfig `json:"networks,omitempty"`
 	Volumes     map[string]types.VolumeConfig  `json:"volumes,omitempty"`
+	// Configs are the compose configs an orchestrator creates (Swarm
+	// configs), with their content resolved when the plan was made.
+	Configs map[string]ConfigFile `json:"configs,omitempty"`
+}
+
+// ConfigFile is a compose config's content, or the name of an external one.
+type ConfigFile struct {
+	Name     string `json:"name"`
+	Content  string `json:"content,omitempty"`
+	External bool   `json:"external,omitempty"`
 }
 
 // Service is one service of a plan.
@@ -58,6 +69,9 @@ type Service struct {
 	// Secrets maps a secret's target path in the container to the host
 	// file holding its value.
 	Secrets []SecretMount `json:"secrets,omitempty"`
+	// Spec is an orchestrator's own spec of the service (Swarm's
+	// ServiceSpec), made by Orchestrator.Translate when the plan is made.
+	Spec json.RawMessage `json:"spec,omitempty"`
 }
 
 // SecretMount is a secret file mounted read-only into a container.
@@ -65,6 +79,9 @@ type SecretMount struct {
 	Name   string `json:"name"`
 	Source string `json:"source"`
 	Target string `json:"target"`
+	// External: the secret already exists in the orchestrator (Swarm)
+	// under Name; gantry neither reads nor creates it.
+	External bool `json:"external,omitempty"`
 }
 
 // Image is an image resolved to an immutable ID.
@@ -154,4 +171,81 @@ type Runtime interface {
 	Exec(ctx context.Context, id string, cmd []string) (exitCode int, output string, err error)
 	// Address returns host:port at which gantry reaches a container port.
 	Address(ctx context.Context, id string, port int) (string, error)
+}
+
+// Orchestrator is a runtime that rolls services out by itself, as Docker
+// Swarm does with update_config: there the engine creates no containers one
+// by one. It hands each service's spec over, follows the runtime's own
+// update status and tasks, and adds what the runtime lacks: every service
+// of a release rolled back together, to any release the store remembers.
+// An Orchestrator is still a Runtime for Ping, Host, ResolveImage, Prepare
+// and the recovery of an interrupted deployment, where each of its
+// services counts as one container (Containers, Remove); Create, Start,
+// Watch, Exec and Address are not used.
+type Orchestrator interface {
+	Runtime
+	// Translate turns every service of a plan into the runtime's own spec
+	// (Service.Spec), stored with the plan so that a rollback restores
+	// exactly what ran. It refuses what the runtime cannot run, wrapping
+	// ErrUnsupported, and changes nothing.
+	Translate(ctx context.Context, p *Plan, r Rollout) error
+	// Roll brings one service to its spec in p and follows the rollout
+	// until it converged, failed (the runtime rolled it back, paused it, or
+	// a task failed), or ctx ended. It never leaves a service paused.
+	Roll(ctx context.Context, p *Plan, service string, progress func(phase, detail string)) (RollResult, error)
+	// Services reports every service of an environment, with its tasks
+	// per node.
+	Services(ctx context.Context, project, env string) ([]ServiceState, error)
+	// RemoveService removes a service of an environment that the serving
+	// release does not have.
+	RemoveService(ctx context.Context, project, env, service string) error
+}
+
+// ErrUnsupported marks what a runtime cannot run (a compose feature Swarm
+// has no equivalent for): nothing was changed.
+var ErrUnsupported = errors.New("not supported by the runtime")
+
+// Rollout is how an orchestrator rolls a release out: from the
+// environment's policy.
+type Rollout struct {
+	// Monitor is how long a new task must keep running before it counts
+	// as healthy (the environment's min_healthy).
+	Monitor time.Duration
+	// Order is the environment's strategy: auto, start-first or
+	// stop-first.
+	Order string
+}
+
+// RollResult is how one service's rollout ended.
+type RollResult struct {
+	Healthy bool
+	// Check names what decided: converged, update, rollback, paused,
+	// task, window.
+	Check  string
+	Reason string
+	Logs   string
+	// UpdateState is the runtime's last update state of the service
+	// (updating, completed, rollback_started, ...), empty for a new one.
+	UpdateState string
+}
+
+// ServiceState is what an orchestrator reports about one service.
+type ServiceState struct {
+	ID          string      `json:"id"`
+	Name        string      `json:"name"`
+	Release     string      `json:"release"`
+	PlanID      int64       `json:"deployment"`
+	Image       string      `json:"image"`
+	Desired     int         `json:"desired"`
+	Running     int         `json:"running"`
+	UpdateState string      `json:"update_state,omitempty"`
+	UpdateMsg   string      `json:"update_message,omitempty"`
+	Nodes       []NodeTasks `json:"nodes,omitempty"`
+}
+
+// NodeTasks counts one service's tasks on one node.
+type NodeTasks struct {
+	Node    string `json:"node"`
+	Desired int    `json:"desired"`
+	Running int    `json:"running"`
 }

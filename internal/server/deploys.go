@@ -12,10 +12,8 @@ import (
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
-	"github.com/gantryhq/gantry/internal/docker"
-	"github.com/gantryhq/gantry/internal/image"
-	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/target"
 )
 
 // session is what one deploy or rollback works with: gantry.yaml as it is
@@ -24,7 +22,7 @@ import (
 type session struct {
 	file *config.File
 	env  *config.Environment
-	rt   *docker.Runtime
+	rt   target.Runtime
 	eng  *deploy.Engine
 }
 
@@ -37,11 +35,10 @@ func (s *Server) openSession(envName string, opts ...deploy.Option) (*session, e
 	if err != nil {
 		return nil, err
 	}
-	rt, err := docker.New(env.Host)
+	rt, err := target.Open(env, f.Registry, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", runtime.ErrUnreachable, err)
+		return nil, err
 	}
-	rt.SetRegistryAuth(image.PullAuth(f.Registry))
 	opts = append([]deploy.Option{deploy.WithLogger(s.log)}, opts...)
 	return &session{file: f, env: env, rt: rt, eng: deploy.New(rt, s.st, s.opts.StateDir, opts...)}, nil
 }

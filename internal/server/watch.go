@@ -14,9 +14,9 @@ import (
 
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
-	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/health"
 	"github.com/gantryhq/gantry/internal/runtime"
+	"github.com/gantryhq/gantry/internal/target"
 )
 
 // watcher follows one environment: it keeps the status of what serves
@@ -30,7 +30,7 @@ type watcher struct {
 	kick chan struct{}
 
 	openOnce sync.Once
-	rt       *docker.Runtime
+	rt       target.Runtime
 	eng      *deploy.Engine
 	openErr  error
 
@@ -65,9 +65,9 @@ func newWatcher(s *Server, env *config.Environment) *watcher {
 	return w
 }
 
-func (w *watcher) open() (*deploy.Engine, *docker.Runtime, error) {
+func (w *watcher) open() (*deploy.Engine, target.Runtime, error) {
 	w.openOnce.Do(func() {
-		rt, err := docker.New(w.host)
+		rt, err := target.Open(w.envCfg, config.Registry{}, nil)
 		if err != nil {
 			w.openErr = err
 			return
