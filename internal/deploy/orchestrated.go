@@ -117,13 +117,33 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 	}
 	fail := func(f *Failure, cause error) (*Result, error) {
 		res.Failure = f
-		return e.rollbackRelease(ctx, o, d, plan, prevPlan, res, start, pol, cause)
+		return e.rollbackRelease(ctx, o, d, plan, prevPlan, prev, res, start, pol, cause)
 	}
 	if err := e.step(ctx, d.ID, "", "prepare", "networks, secrets, configs"); err != nil {
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
 	if err := o.Prepare(ctx, plan); err != nil {
 		return fail(&Failure{Check: "prepare", Reason: err.Error()}, err)
+	}
+	// The analysis measures while Swarm rolls the services out; its
+	// failure stops following them (applyCtx) and rolls the release back.
+	ver, err := e.startVerify(ctx, d, prev, pol)
+	if err != nil {
+		return fail(&Failure{Check: checkAnalysis, Reason: err.Error()}, err)
+	}
+	applyCtx := ctx
+	if ver != nil {
+		defer ver.Stop()
+		var cancelApply context.CancelFunc
+		applyCtx, cancelApply = context.WithCancel(ctx)
+		defer cancelApply()
+		go func() {
+			select {
+			case <-ver.Failed():
+				cancelApply()
+			case <-applyCtx.Done():
+			}
+		}()
 	}
 	for _, tier := range Tiers(plan) {
 		type outcome struct {
@@ -132,7 +152,7 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 			err error
 		}
 		outs := make([]outcome, len(tier))
-		tierCtx, cancelTier := context.WithCancel(ctx)
+		tierCtx, cancelTier := context.WithCancel(applyCtx)
 		var mu sync.Mutex
 		first := -1
 		var wg sync.WaitGroup
@@ -158,6 +178,10 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 		cancelTier()
 		for _, out := range outs {
 			res.Services = append(res.Services, out.sr)
+		}
+		if f := verifyFailure(ver); f != nil {
+			res.Analysis = ver.Report()
+			return fail(f, nil)
 		}
 		if first >= 0 {
 			out := outs[first]
@@ -188,6 +212,10 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 			return fail(&Failure{Service: name, Check: "verify", Reason: fmt.Sprintf("%d/%d tasks running, release %s, update %s", st.Running, st.Desired, st.Release, st.UpdateState)}, nil)
 		}
 	}
+	if f := verifyFailure(ver); f != nil {
+		res.Analysis = ver.Report()
+		return fail(f, nil)
+	}
 	if err := e.store.Succeed(ctx, d, "all services converged"); err != nil {
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
@@ -195,6 +223,23 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 	res.State = store.Succeeded
 	res.DurationSeconds = time.Since(start).Seconds()
 	e.store.SetResult(ctx, d.ID, res)
+	if ver != nil {
+		// Committed and serving, but watched: a failing analysis still
+		// rolls every service back to prev's stored spec.
+		if f := e.watch(ctx, ver, d, res); f != nil {
+			res.Failure = f
+			if prevPlan == nil {
+				res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
+				res.DurationSeconds = time.Since(start).Seconds()
+				e.store.SetResult(context.WithoutCancel(ctx), d.ID, res)
+				e.report.Note(res.Reason)
+				return res, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
+			}
+			return e.rollbackRelease(ctx, o, d, plan, prevPlan, prev, res, start, pol, nil)
+		}
+		res.DurationSeconds = time.Since(start).Seconds()
+		e.store.SetResult(context.WithoutCancel(ctx), d.ID, res)
+	}
 	e.report.Note(fmt.Sprintf("release %s is serving in %s (%.1fs)", d.Release, d.Env, res.DurationSeconds))
 	// Services the release no longer has go; a rollback brings them back
 	// from the stored plan of the release that had them.
@@ -260,7 +305,7 @@ func (e *Engine) rollService(ctx context.Context, o runtime.Orchestrator, id int
 // the previous release did not have; with no previous release, it removes
 // the deployment's services. It runs to the end even when ctx was
 // cancelled: a release half rolled back is worse than the wait.
-func (e *Engine) rollbackRelease(ctx context.Context, o runtime.Orchestrator, d *store.Deployment, plan, prevPlan *runtime.Plan, res *Result, start time.Time, pol Policy, cause error) (*Result, error) {
+func (e *Engine) rollbackRelease(ctx context.Context, o runtime.Orchestrator, d *store.Deployment, plan, prevPlan *runtime.Plan, prev *store.Deployment, res *Result, start time.Time, pol Policy, cause error) (*Result, error) {
 	if ctx.Err() != nil && res.Failure != nil && res.Failure.Check != "cancelled" {
 		res.Failure.Reason = "interrupted: " + res.Failure.Reason
 	}
@@ -270,6 +315,9 @@ func (e *Engine) rollbackRelease(ctx context.Context, o runtime.Orchestrator, d 
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 	defer cancel()
+	// A deployment that was committed (its analysis failed in the watch
+	// window) gives the environment back to prev in the record too.
+	committed := res.State == store.Succeeded
 	reason := res.Failure.String()
 	e.report.Note(reason)
 	rbStart := time.Now()
@@ -294,7 +342,11 @@ func (e *Engine) rollbackRelease(ctx context.Context, o runtime.Orchestrator, d 
 		reason += fmt.Sprintf("; every service (%s) rolled back to %s together", strings.Join(names, ", "), prevPlan.Release)
 	}
 	res.Reason, res.State = reason, to
-	if err := e.transition(ctx, d.ID, to, reason); err != nil {
+	record := func() error { return e.transition(ctx, d.ID, to, reason) }
+	if committed && prev != nil {
+		record = func() error { return e.store.Revert(ctx, d, prev.ID, reason) }
+	}
+	if err := record(); err != nil {
 		return res, errors.Join(err, cause)
 	}
 	e.store.SetResult(ctx, d.ID, res)
