@@ -469,7 +469,7 @@ func (e *Engine) observeOrchestrated(ctx context.Context, o runtime.Orchestrator
 	add := func(name string, svc *runtime.Service, s *runtime.ServiceState) {
 		ss := ServiceStatus{Name: name, State: "missing", Health: "unknown"}
 		if svc != nil {
-			ss.Image, ss.ImageID = svc.ImageRef, svc.ImageID
+			ss.Image, ss.ImageID, ss.Digest, ss.Job = svc.ImageRef, svc.ImageID, svc.Digest, svc.Job
 		}
 		if s != nil {
 			ss.Release, ss.Container, ss.Update, ss.Nodes = s.Release, s.ID, s.UpdateState, s.Nodes
@@ -486,7 +486,7 @@ func (e *Engine) observeOrchestrated(ctx context.Context, o runtime.Orchestrator
 			case s.Running >= s.Desired && s.Desired > 0:
 				ss.State = "running"
 			case svc != nil && svc.Job:
-				ss.State, ss.Health = "job", "ran"
+				ss.State, ss.Health = "job", "ran (see gantry history)"
 			default:
 				ss.State = "degraded"
 			}
