@@ -89,8 +89,8 @@ func (rg *releaseGates) check(ctx context.Context, st *store.Store, r *store.Rel
 		}
 		return fmt.Errorf("release %s failed, recorded as failed: the scan gate: %w", r.Version, err)
 	}
-	rep.Note("scan gate " + v.Summary())
 	if v.Passed {
+		rep.Note("scan gate " + v.Summary())
 		return nil
 	}
 	rep.Done()
@@ -98,5 +98,5 @@ func (rg *releaseGates) check(ctx context.Context, st *store.Store, r *store.Rel
 	if err := st.FinishRelease(context.WithoutCancel(ctx), r, store.ReleaseFailed, "scan gate "+v.Summary()); err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: %w; nothing was pushed, and the release is recorded as failed (gantry releases %s)", errGate, v.Err(r.Version), r.Version)
+	return fmt.Errorf("%w; nothing was pushed, and the release is recorded as failed (gantry releases %s)", v.Err(r.Version), r.Version)
 }

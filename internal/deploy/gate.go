@@ -70,7 +70,7 @@ func Admit(ctx context.Context, st *store.Store, log *audit.Log, a Admission) er
 		return err
 	}
 	if a.Override == nil {
-		return fmt.Errorf("%w: %s requires releases that passed their gates, and %s; fix that, or an admin can deploy it anyway with --override-gate --reason TEXT (audited)",
+		return fmt.Errorf("%w: %s requires releases that passed their gates; %s. Fix that, or an admin can deploy it anyway with --override-gate --reason TEXT (audited)",
 			ErrGateRefused, a.Env.Name, problem)
 	}
 	ev := a.Who
@@ -125,7 +125,7 @@ func gateProblem(ctx context.Context, st *store.Store, a Admission) (string, err
 		case g == nil && configured:
 			problems = append(problems, fmt.Sprintf("its %s gate never ran (%s)", gate, never))
 		case g != nil && !g.Passed:
-			problems = append(problems, fmt.Sprintf("its %s gate failed (%s)", gate, g.Summary))
+			problems = append(problems, fmt.Sprintf("its %s gate failed: %s", gate, strings.TrimPrefix(g.Summary, "failed: ")))
 		}
 	}
 	check(store.GateScan, a.Gates.Scan != nil, "run gantry scan --release "+a.Release)

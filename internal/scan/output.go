@@ -32,7 +32,11 @@ func (v *Verdict) WriteText(w io.Writer, release string) error {
 		if img.Platform != "" {
 			name += " " + img.Platform
 		}
-		fmt.Fprintf(w, "  %-24s %s\n", name, img.Ref)
+		from := ""
+		if img.Source == SourceImageStore {
+			from = " (from the image store, before the push)"
+		}
+		fmt.Fprintf(w, "  %-24s %s%s\n", name, img.Ref, from)
 	}
 	if len(v.Findings) == 0 {
 		fmt.Fprintln(w, "no vulnerabilities found")

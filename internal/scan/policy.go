@@ -13,9 +13,10 @@
 package scan
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -144,7 +145,16 @@ type Image struct {
 	// Layout is gantry's image store (an OCI layout) holding the image,
 	// when it is scanned before it is pushed.
 	Layout string `json:"-"`
+	// Source says where Trivy read the image: registry, or image-store
+	// (before the push; Ref is then where it is going).
+	Source string `json:"source,omitempty"`
 }
+
+// Sources of a scanned image.
+const (
+	SourceRegistry   = "registry"
+	SourceImageStore = "image-store"
+)
 
 // Scanned is an image with Trivy's report of it.
 type Scanned struct {
@@ -182,10 +192,19 @@ type Counts struct {
 
 // Decide applies the policy to Trivy's reports of a release's images.
 func Decide(scans []Scanned, p Policy) *Verdict {
+	n := 0
+	for _, s := range scans {
+		if s.Report != nil {
+			for _, r := range s.Report.Results {
+				n += len(r.Vulnerabilities)
+			}
+		}
+	}
 	v := &Verdict{FailOn: p.FailOn, IgnoreUnfixed: p.IgnoreUnfixed, IgnoreFile: p.IgnoreFile, At: p.Now.UTC(),
-		Images: []Image{}, Findings: []Finding{}}
+		Images: make([]Image, 0, len(scans)), Findings: make([]Finding, 0, n)}
 	live, expired := splitIgnores(p.Ignores, p.Now)
 	v.ExpiredIgnores = expired
+	liveByID, expiredByID := indexIgnores(live), indexIgnores(expired)
 	for _, s := range scans {
 		v.Images = append(v.Images, s.Image)
 		if s.Report == nil {
@@ -196,7 +215,7 @@ func Decide(scans []Scanned, p Policy) *Verdict {
 				f := Finding{Service: s.Image.Service, Platform: s.Image.Platform, Target: r.Target,
 					ID: vuln.VulnerabilityID, Package: vuln.PkgName, Installed: vuln.InstalledVersion, Fixed: vuln.FixedVersion,
 					Severity: trivySeverity(vuln.Severity), Title: vuln.Title, URL: vuln.PrimaryURL}
-				decide(&f, p, live, expired)
+				decide(&f, p, liveByID, expiredByID)
 				v.Findings = append(v.Findings, f)
 			}
 		}
@@ -213,20 +232,18 @@ func Decide(scans []Scanned, p Policy) *Verdict {
 			v.Counts.Below++
 		}
 	}
-	sort.SliceStable(v.Findings, func(i, j int) bool {
-		a, b := v.Findings[i], v.Findings[j]
+	// A total order (every field a user sees), so that an unstable sort
+	// gives the same order every time.
+	slices.SortFunc(v.Findings, func(a, b Finding) int {
 		if (a.Outcome == Fail) != (b.Outcome == Fail) {
-			return a.Outcome == Fail
-		}
-		if a.Severity != b.Severity {
-			return a.Severity > b.Severity
-		}
-		for _, c := range [][2]string{{a.ID, b.ID}, {a.Package, b.Package}, {a.Service, b.Service}, {a.Platform, b.Platform}} {
-			if c[0] != c[1] {
-				return c[0] < c[1]
+			if a.Outcome == Fail {
+				return -1
 			}
+			return 1
 		}
-		return false
+		return cmp.Or(cmp.Compare(b.Severity, a.Severity), cmp.Compare(a.ID, b.ID), cmp.Compare(a.Package, b.Package),
+			cmp.Compare(a.Service, b.Service), cmp.Compare(a.Platform, b.Platform), cmp.Compare(a.Target, b.Target),
+			cmp.Compare(a.Installed, b.Installed), cmp.Compare(a.Outcome, b.Outcome))
 	})
 	v.Passed = v.Counts.Fail == 0
 	return v
@@ -234,7 +251,7 @@ func Decide(scans []Scanned, p Policy) *Verdict {
 
 // decide sets the outcome of one finding. An explicit ignore entry comes
 // before ignore_unfixed, so the finding says who let it pass.
-func decide(f *Finding, p Policy, live, expired []Ignore) {
+func decide(f *Finding, p Policy, live, expired map[string][]Ignore) {
 	if f.Severity < p.FailOn {
 		f.Outcome = Below
 		return
@@ -251,7 +268,19 @@ func decide(f *Finding, p Policy, live, expired []Ignore) {
 	f.Expired = matchIgnore(expired, f)
 }
 
-func matchIgnore(l []Ignore, f *Finding) *Ignore {
+// indexIgnores groups entries by their id, in upper case: a release's
+// findings are many, and an ignore file can be long.
+func indexIgnores(l []Ignore) map[string][]Ignore {
+	m := make(map[string][]Ignore, len(l))
+	for _, i := range l {
+		k := strings.ToUpper(i.ID)
+		m[k] = append(m[k], i)
+	}
+	return m
+}
+
+func matchIgnore(byID map[string][]Ignore, f *Finding) *Ignore {
+	l := byID[strings.ToUpper(f.ID)]
 	for i := range l {
 		if l[i].Matches(f.ID, f.Package) {
 			e := l[i]
@@ -266,12 +295,17 @@ func matchIgnore(l []Ignore, f *Finding) *Ignore {
 // in golang.org/x/text v0.3.7 (web)); 1 ignored". A vulnerability found in
 // the image of each platform of a service is counted once.
 func (v *Verdict) Summary() string {
-	distinct := map[Outcome][]Finding{}
-	seen := map[string]bool{}
-	for _, f := range v.Findings {
-		key := strings.Join([]string{string(f.Outcome), f.ID, f.Package, f.Installed, f.Service}, "\x00")
-		if !seen[key] {
-			seen[key] = true
+	type key struct {
+		outcome                     Outcome
+		id, pkg, installed, service string
+	}
+	distinct := map[Outcome][]*Finding{}
+	seen := map[key]bool{}
+	for i := range v.Findings {
+		f := &v.Findings[i]
+		k := key{f.Outcome, f.ID, f.Package, f.Installed, f.Service}
+		if !seen[k] {
+			seen[k] = true
 			distinct[f.Outcome] = append(distinct[f.Outcome], f)
 		}
 	}

@@ -109,12 +109,12 @@ func ReleaseImages(r *store.Release) []Image {
 	for _, svc := range sortedKeys(r.Images) {
 		img := r.Images[svc]
 		if len(img.Platforms) == 0 {
-			out = append(out, Image{Service: svc, Digest: img.Digest, Ref: img.Repository + "@" + img.Digest})
+			out = append(out, Image{Service: svc, Digest: img.Digest, Ref: img.Repository + "@" + img.Digest, Source: SourceRegistry})
 			continue
 		}
 		for _, p := range sortedKeys(img.Platforms) {
 			d := img.Platforms[p]
-			out = append(out, Image{Service: svc, Platform: p, Digest: d, Ref: img.Repository + "@" + d})
+			out = append(out, Image{Service: svc, Platform: p, Digest: d, Ref: img.Repository + "@" + d, Source: SourceRegistry})
 		}
 	}
 	return out
@@ -125,7 +125,7 @@ func ReleaseImages(r *store.Release) []Image {
 func StoredImages(r *store.Release, dir string) []Image {
 	out := ReleaseImages(r)
 	for i := range out {
-		out[i].Layout = dir
+		out[i].Layout, out[i].Source = dir, SourceImageStore
 	}
 	return out
 }
