@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,13 +107,13 @@ func (g *Gate) Run(ctx context.Context, images []Image, progress func(img Image)
 // for each platform, by the digest of its manifest, in its registry.
 func ReleaseImages(r *store.Release) []Image {
 	var out []Image
-	for _, svc := range sortedKeys(r.Images) {
+	for _, svc := range slices.Sorted(maps.Keys(r.Images)) {
 		img := r.Images[svc]
 		if len(img.Platforms) == 0 {
 			out = append(out, Image{Service: svc, Digest: img.Digest, Ref: img.Repository + "@" + img.Digest, Source: SourceRegistry})
 			continue
 		}
-		for _, p := range sortedKeys(img.Platforms) {
+		for _, p := range slices.Sorted(maps.Keys(img.Platforms)) {
 			d := img.Platforms[p]
 			out = append(out, Image{Service: svc, Platform: p, Digest: d, Ref: img.Repository + "@" + d, Source: SourceRegistry})
 		}
@@ -161,15 +162,6 @@ func Loaded(g *store.GateRun) (*Verdict, error) {
 		return nil, fmt.Errorf("the scan verdict of release %s does not read: %w", g.Version, err)
 	}
 	return &v, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ScanRelease scans the pushed images of a release of f's project (the
