@@ -19,6 +19,12 @@ OUT="$PWD/bin/trivy"
 command -v go >/dev/null 2>&1 || die "go is not on PATH; run scripts/ensure-go.sh first (Trivy is built from the Go module proxy)"
 # The module version the binary was built from, as Go recorded it.
 built() { { go version -m "$1" 2>/dev/null || true; } | awk '$1 == "mod" && $2 == "github.com/aquasecurity/trivy" { print $3 }'; }
+# The scan tests build two small modules of their own (the vulnerability
+# database writer and a binary linking a vulnerable module); fetch their
+# dependencies now, so that the tests need no network.
+for m in internal/scan/testdata/mkdb internal/scan/testdata/vulnapp; do
+	(cd "$m" && env GOFLAGS= GOWORK=off go mod download) || die "go mod download in $m failed; is the Go module proxy reachable (GOPROXY=$(go env GOPROXY))?"
+done
 if [ -x "$OUT" ]; then
 	have="$(built "$OUT")"
 	if [ "$have" = "$VERSION" ]; then
