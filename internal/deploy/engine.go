@@ -59,6 +59,7 @@ type Engine struct {
 	actor    string
 	created  func(*store.Deployment)
 	verifier Verifier
+	finished func(*Result)
 }
 
 // Option configures an Engine.
@@ -296,7 +297,12 @@ type applied struct {
 }
 
 // run applies a plan as deployment d, with prev serving before it.
-func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy) (*Result, error) {
+func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy) (out *Result, err error) {
+	defer func() {
+		if e.finished != nil && out != nil && out.State != "" {
+			e.finished(out)
+		}
+	}()
 	if o, ok := e.rt.(runtime.Orchestrator); ok {
 		return e.runOrchestrated(ctx, o, lock, d, plan, prev, pol)
 	}

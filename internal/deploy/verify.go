@@ -31,6 +31,11 @@ type Verification interface {
 	Stop()
 }
 
+// WithFinished calls fn with the result of every deployment the engine
+// ran (deploy, rollback, approved promotion) once it has ended and is
+// recorded: package notify turns results into alerts through it.
+func WithFinished(fn func(*Result)) Option { return func(e *Engine) { e.finished = fn } }
+
 // WithVerifier sets the verifier of every deployment, in place of the
 // environment's analysis.
 func WithVerifier(v Verifier) Option { return func(e *Engine) { e.verifier = v } }
