@@ -81,4 +81,3 @@ receivers:
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
