@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +38,7 @@ environments:
           service: web
           query: 'sum(rate(http_requests_total{code="500",version="{{.Release}}"}[5s])) / sum(rate(http_requests_total{version="{{.Release}}"}[5s]))'
           success_if: result < 0.05
-`
+NOTIFY`
 
 // analysisCompose is webFixed with a health check that tolerates a busy
 // machine: these tests are about the analysis, not the health gate.
@@ -74,7 +76,7 @@ scrape_configs:
   - job_name: app
     static_configs: [ { targets: ["127.0.0.1:%d"] } ]
 `, port))
-	gy := strings.NewReplacer("PROM", prom.URL, "WATCH", watch).Replace(analysisYAML)
+	gy := strings.NewReplacer("PROM", prom.URL, "WATCH", watch, "NOTIFY", "").Replace(analysisYAML)
 	if !strings.Contains(analysisCompose, "retries: 5") {
 		t.Fatal("analysisCompose did not loosen webFixed's health check")
 	}
@@ -82,7 +84,7 @@ scrape_configs:
 	p.port = port
 	p.write("compose.yaml", analysisCompose)
 	setWatch := func(w string) {
-		p.write("gantry.yaml", strings.NewReplacer("PROM", prom.URL, "WATCH", w).Replace(analysisYAML))
+		p.write("gantry.yaml", strings.NewReplacer("PROM", prom.URL, "WATCH", w, "NOTIFY", p.notify).Replace(analysisYAML))
 	}
 	return p, prom, setWatch
 }
@@ -93,6 +95,19 @@ scrape_configs:
 // recording the query, the values and the threshold on the deployment.
 func TestAnalysisRollsBackAfterHealthGate(t *testing.T) {
 	p, prom, setWatch := analysisProject(t, "8s")
+	// Alerts go to a real Alertmanager, which routes critical ones to a
+	// webhook of the test.
+	hook := newHook(t)
+	am := testenv.StartAlertmanager(t, fmt.Sprintf(`route:
+  receiver: rest
+  group_wait: 100ms
+  routes:
+    - { matchers: ['severity="critical"'], receiver: crit }
+receivers:
+  - { name: crit, webhook_configs: [ { url: '%s' } ] }
+  - { name: rest }
+`, hook.URL))
+	p.notify = "notify: { alertmanager: " + am.URL + " }\n"
 	traffic(t, p.port)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -178,6 +193,43 @@ func TestAnalysisRollsBackAfterHealthGate(t *testing.T) {
 	if st := p.status("staging"); st.Release != "1.0.0" {
 		t.Errorf("status serves %s, want 1.0.0", st.Release)
 	}
+	// GantryAnalysisFailed reached Alertmanager and its critical route.
+	waitFor(t, 20*time.Second, "the analysis alert at the critical receiver", func() bool {
+		return strings.Contains(hook.body(), `"alertname":"GantryAnalysisFailed"`)
+	})
+	if b := hook.body(); !strings.Contains(b, `"release":"2.0.0"`) || !strings.Contains(b, `"severity":"critical"`) || !strings.Contains(b, "threshold: result \\u003c 0.05") {
+		t.Errorf("alert at the receiver: %s", b)
+	}
+	if r := p.run("alerts", "--output", "json"); r.code != 0 || !strings.Contains(r.stdout, "GantryAnalysisFailed") || !strings.Contains(r.stdout, "GantryRolledBack") {
+		t.Errorf("gantry alerts: %s", r)
+	}
+}
+
+// hook is a webhook receiver of the test that keeps what it was sent.
+type hook struct {
+	URL string
+	mu  sync.Mutex
+	got strings.Builder
+}
+
+func newHook(t *testing.T) *hook {
+	h := &hook{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		h.got.Write(b)
+		h.got.WriteString("\n")
+		h.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	h.URL = srv.URL
+	return h
+}
+
+func (h *hook) body() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.got.String()
 }
 
 // TestAnalysisUnreachablePrometheusRollsBack: a Prometheus that does not

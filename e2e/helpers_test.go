@@ -63,6 +63,8 @@ type project struct {
 	port  int
 	c     *client.Client
 	env   []string
+	// notify is a notify section for gantry.yaml (analysis tests).
+	notify string
 }
 
 // newProject writes gantry.yaml and compose.yaml from templates in which

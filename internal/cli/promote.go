@@ -17,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/notify"
 	"github.com/gantryhq/gantry/internal/promote"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/target"
@@ -44,10 +45,13 @@ type promoteSession struct {
 	store *store.Store
 	p     *promote.Promoter
 	rep   progressReporter
+	// alerts raises and clears approval alerts; nil without notify.
+	alerts *notify.Manager
 }
 
 func (s *promoteSession) Close() {
 	s.rep.Done()
+	tickAlerts(s.alerts) // approval alerts follow the requests
 	s.store.Close()
 }
 
@@ -60,7 +64,7 @@ func (g *globals) openPromoter() (*promoteSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &promoteSession{file: f, store: st, rep: newReporter(g.stderr)}
+	s := &promoteSession{file: f, store: st, rep: newReporter(g.stderr), alerts: g.notifier(f, st)}
 	actor := actingAs().Name
 	engines := func(ctx context.Context, envName string) (promote.Runner, func(), error) {
 		env, err := f.Env(envName)
@@ -71,7 +75,11 @@ func (g *globals) openPromoter() (*promoteSession, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(s.rep), deploy.WithLogger(g.log), deploy.WithActor(actor))
+		opts := []deploy.Option{deploy.WithReporter(s.rep), deploy.WithLogger(g.log), deploy.WithActor(actor)}
+		if s.alerts != nil {
+			opts = append(opts, alertOnFinish(s.alerts))
+		}
+		eng := deploy.New(rt, st, g.stateDirFor(f), opts...)
 		return eng, func() { rt.Close() }, nil
 	}
 	s.p = promote.New(f, st, engines, promote.WithAudit(audit.Open(st)), promote.WithLogger(g.log))

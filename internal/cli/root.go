@@ -166,6 +166,7 @@ Start with:
 	root.AddCommand(newProxyCmd(g))
 	root.AddCommand(newHealthCmd(g))
 	root.AddCommand(newLogsCmd(g))
+	root.AddCommand(newAlertsCmd(g))
 	return root
 }
 
@@ -228,7 +229,11 @@ func (g *globals) open(envName string, rep deploy.Reporter) (*session, error) {
 		rt.Close()
 		return nil, err
 	}
-	eng := deploy.New(rt, st, g.stateDirFor(f), deploy.WithReporter(rep), deploy.WithLogger(g.log))
+	opts := []deploy.Option{deploy.WithReporter(rep), deploy.WithLogger(g.log)}
+	if m := g.notifier(f, st); m != nil {
+		opts = append(opts, alertOnFinish(m))
+	}
+	eng := deploy.New(rt, st, g.stateDirFor(f), opts...)
 	return &session{file: f, env: env, rt: rt, store: st, engine: eng}, nil
 }
 

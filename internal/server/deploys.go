@@ -39,7 +39,7 @@ func (s *Server) openSession(envName string, opts ...deploy.Option) (*session, e
 	if err != nil {
 		return nil, err
 	}
-	opts = append([]deploy.Option{deploy.WithLogger(s.log)}, opts...)
+	opts = append([]deploy.Option{deploy.WithLogger(s.log), s.alertOnFinish()}, opts...)
 	return &session{file: f, env: env, rt: rt, eng: deploy.New(rt, s.st, s.opts.StateDir, opts...)}, nil
 }
 

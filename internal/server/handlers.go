@@ -57,6 +57,9 @@ func (s *Server) table() []*route {
 		{Method: "GET", Path: "/api/v1/audit", Rule: Rule{Role: auth.Admin}, handle: s.auditList},
 		{Method: "GET", Path: "/api/v1/audit/verify", Rule: Rule{Role: auth.Admin}, handle: s.auditVerify},
 		{Method: "GET", Path: "/api/v1/audit/export", Rule: Rule{Role: auth.Admin}, handle: s.auditExport},
+
+		{Method: "GET", Path: "/api/v1/alerts", Rule: Rule{Role: auth.Viewer, Scope: ScopeFilter}, handle: s.alertList},
+		{Method: "POST", Path: "/api/v1/alerts/{id}/ack", Rule: Rule{Role: auth.Editor, Scope: ScopeObject}, Action: "alert.ack", handle: s.alertAck},
 	}
 }
 

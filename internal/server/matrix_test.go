@@ -51,6 +51,10 @@ func seed(t testing.TB, f *fixture) (deploymentID int64) {
 	if err := f.st.FinishRelease(ctx, r, store.ReleaseReleased, ""); err != nil {
 		t.Fatal(err)
 	}
+	// Alert 1, in staging, for the alert routes.
+	if _, _, err := f.st.FireAlert(ctx, &store.Alert{Fingerprint: "seed", Name: "GantryRolledBack", Severity: "warning", Project: f.project, Env: "staging", Summary: "seeded"}); err != nil {
+		t.Fatal(err)
+	}
 	return d.ID
 }
 
@@ -81,6 +85,8 @@ func samples(t *testing.T, deploymentID int64) map[string]sample {
 		"GET /api/v1/audit":                     {path: "/api/v1/audit", ok: 200, role: auth.Admin},
 		"GET /api/v1/audit/verify":              {path: "/api/v1/audit/verify", ok: 200, role: auth.Admin},
 		"GET /api/v1/audit/export":              {path: "/api/v1/audit/export", ok: 200, role: auth.Admin},
+		"GET /api/v1/alerts":                    {path: "/api/v1/alerts?all=1", ok: 200, role: auth.Viewer},
+		"POST /api/v1/alerts/{id}/ack":          {path: "/api/v1/alerts/1/ack", ok: 200, role: auth.Editor, env: true},
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/auth"
 	"github.com/gantryhq/gantry/internal/config"
+	alerts "github.com/gantryhq/gantry/internal/notify"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -48,6 +49,9 @@ type Options struct {
 	// ShutdownGrace is how long Shutdown lets running deployments finish
 	// before it interrupts them (they then roll back).
 	ShutdownGrace time.Duration
+	// AlertTick is how often alerts are repeated, escalated and resynced
+	// (default 5s).
+	AlertTick time.Duration
 }
 
 // Server is the control plane. Create it with New, serve Handler, call
@@ -78,6 +82,9 @@ type Server struct {
 
 	runMu   sync.Mutex
 	running map[string][]*runningDeploy
+
+	// alerts is nil when gantry.yaml sends alerts nowhere.
+	alerts *alerts.Manager
 }
 
 // New builds a server over an open store and a loaded gantry.yaml.
@@ -110,6 +117,7 @@ func New(o Options) (*Server, error) {
 		o.Log.Warn("metrics: reading the record failed", "err", err)
 	})
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	s.alerts = s.openAlerts(f)
 	for _, name := range s.envs {
 		env, _ := f.Env(name)
 		s.watchers[name] = newWatcher(s, env)
@@ -150,6 +158,7 @@ func (s *Server) Start(ctx context.Context) {
 			w.run(s.baseCtx)
 		}()
 	}
+	s.runAlerts()
 	s.started.Store(true)
 }
 

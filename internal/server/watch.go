@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -47,6 +48,9 @@ type watcher struct {
 
 	health    health.Cache
 	healthTTL atomic.Int64 // the health view's cache, a time.Duration
+	// unhealthy is what the service-health alerts were last told, per
+	// service of the serving release.
+	unhealthy map[string]bool
 }
 
 // recordKey identifies the state of an environment's record: its newest
@@ -218,6 +222,15 @@ func (w *watcher) gauge(st *deploy.Status) {
 	}
 	var now []string
 	var infos [][4]string
+	type change struct {
+		service string
+		healthy bool
+		detail  string
+	}
+	var changes []change
+	if w.unhealthy == nil {
+		w.unhealthy = map[string]bool{}
+	}
 	for _, ss := range st.Services {
 		if ss.Release != st.Release {
 			continue
@@ -226,6 +239,10 @@ func (w *watcher) gauge(st *deploy.Status) {
 		if serviceHealthy(ss) {
 			v = 1
 		}
+		if bad, seen := w.unhealthy[ss.Name]; !seen || bad != (v == 0) {
+			changes = append(changes, change{ss.Name, v == 1, fmt.Sprintf("container %s is %s, health %s", ss.Container, ss.State, ss.Health)})
+		}
+		w.unhealthy[ss.Name] = v == 0
 		g.WithLabelValues(w.env, ss.Name).Set(v)
 		now = append(now, ss.Name)
 		digest := ss.Digest
@@ -247,6 +264,13 @@ func (w *watcher) gauge(st *deploy.Status) {
 		}
 	}
 	w.services, w.infos = now, infos
+	if len(changes) > 0 && w.s.alerts != nil {
+		go func() {
+			for _, c := range changes {
+				w.s.serviceHealth(w.env, c.service, st.Release, c.healthy, c.detail)
+			}
+		}()
+	}
 }
 
 func serviceHealthy(ss deploy.ServiceStatus) bool {
