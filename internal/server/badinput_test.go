@@ -103,6 +103,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 			{name: "before_id", path: "/api/v1/audit?before_id=x", want: 400},
 		},
 		"GET /api/v1/audit/export": {{name: "since", path: "/api/v1/audit/export?since=x", want: 400}},
+		"POST /api/v1/alerts/{id}/ack": {
+			{name: "bad id", path: "/api/v1/alerts/x/ack", want: 400},
+			{name: "unknown id", path: "/api/v1/alerts/99999/ack", want: 404},
+		},
+		"GET /api/v1/alerts": {
+			{name: "all", path: "/api/v1/alerts?all=maybe", want: 400},
+			{name: "limit", path: "/api/v1/alerts?limit=x", want: 400},
+		},
 		"unrouted": {
 			{name: "no such route", method: "GET", path: "/api/v1/nope", want: 404},
 			{name: "wrong method", method: "PUT", path: "/api/v1/envs/staging/deploy", body: `{}`, want: 405},
