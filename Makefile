@@ -27,6 +27,7 @@ deps: ## check Go >= 1.26, install and start Docker Engine, install OpenSSH (for
 	@bash scripts/ensure-go.sh
 	@bash scripts/ensure-docker.sh
 	@bash scripts/ensure-sshd.sh
+	@bash scripts/ensure-swarm.sh
 	@bash scripts/ensure-docker-registry.sh
 	@bash scripts/ensure-prometheus.sh
 	@bash scripts/ensure-conformance.sh

@@ -173,13 +173,17 @@ type follower struct {
 	expect   expectation
 	progress func(phase, detail string)
 
-	resumed    bool
-	shown      string
-	last       runtime.RollResult
-	running    int
-	desired    int
-	failedTask string
-	state      swarm.UpdateState
+	resumed       bool
+	strandedSince time.Time
+	running0      int
+	nodesAt       time.Time
+	down          map[string]string
+	shown         string
+	last          runtime.RollResult
+	running       int
+	desired       int
+	failedTask    string
+	state         swarm.UpdateState
 }
 
 func (f *follower) summary() string {
@@ -232,12 +236,24 @@ func (f *follower) check(ctx context.Context, auth string) (runtime.RollResult, 
 		f.state, msg = st.State, st.Message
 	}
 	res := runtime.RollResult{UpdateState: string(f.state)}
-	// The tasks: how many of ours run, and which failed.
+	down, err := f.downNodes(ctx)
+	if err != nil {
+		return f.last, ctx.Err() == nil, err
+	}
+	// The tasks: how many of ours run, and which failed. A task on a node
+	// that is down runs nowhere, whatever its last reported state.
 	running, others, completed := 0, 0, 0
 	var failed, failedAny []swarm.Task
+	stranded := map[string]int{}
 	for _, t := range tasks {
 		if t.Status.State == swarm.TaskStateFailed || t.Status.State == swarm.TaskStateRejected {
 			failedAny = append(failedAny, t)
+		}
+		if name, ok := down[t.NodeID]; ok {
+			if f.ours(t) && !terminal(t.Status.State) {
+				stranded[name]++
+			}
+			continue
 		}
 		if !f.ours(t) {
 			if t.DesiredState == swarm.TaskStateRunning {
@@ -319,6 +335,16 @@ func (f *follower) check(ctx context.Context, auth string) (runtime.RollResult, 
 		return strings.Join(parts, "; ")
 	}
 	converged := running == desired && others == 0 && desired > 0 || job && completed >= desired
+	// A node lost during an update can leave Swarm's updater waiting for
+	// a task there that never starts: the update would hang until the
+	// window ends. When it makes no progress for a grace period while
+	// such tasks exist, the rollout has failed.
+	if len(stranded) == 0 || f.state != swarm.UpdateStateUpdating || running != f.running0 {
+		f.strandedSince = time.Time{}
+	} else if f.strandedSince.IsZero() {
+		f.strandedSince = time.Now()
+	}
+	f.running0 = running
 	f.last = res
 	switch {
 	case f.state == swarm.UpdateStatePaused || f.state == swarm.UpdateStateRollbackPaused:
@@ -332,6 +358,14 @@ func (f *follower) check(ctx context.Context, auth string) (runtime.RollResult, 
 		return res, true, nil
 	case f.expect == expectUpdate && (f.state == swarm.UpdateStateRollbackStarted || f.state == swarm.UpdateStateRollbackCompleted):
 		res.Check, res.Reason = "rollback", why("Swarm rolled the update of "+f.spec.Name+" back")
+		return res, true, nil
+	case !f.strandedSince.IsZero() && time.Since(f.strandedSince) > strandedGrace:
+		var nodes []string
+		for n, c := range stranded {
+			nodes = append(nodes, fmt.Sprintf("%s (%d tasks)", n, c))
+		}
+		sort.Strings(nodes)
+		res.Check, res.Reason = "node", why(fmt.Sprintf("node %s went down during the update of %s, which cannot finish while its tasks there never start", strings.Join(nodes, ", "), f.spec.Name))
 		return res, true, nil
 	case job && len(failed) > 0:
 		res.Check, res.Reason = "task", why(fmt.Sprintf("job %s failed", f.name))
@@ -352,6 +386,40 @@ func (f *follower) check(ctx context.Context, auth string) (runtime.RollResult, 
 		return res, true, nil
 	}
 	return res, false, nil
+}
+
+// terminal says whether a task is done, one way or another.
+func terminal(s swarm.TaskState) bool {
+	switch s {
+	case swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateFailed, swarm.TaskStateRejected, swarm.TaskStateRemove, swarm.TaskStateOrphaned:
+		return true
+	}
+	return false
+}
+
+// strandedGrace is how long an update may make no progress while its
+// tasks sit on a node that is down, before gantry calls it failed.
+const strandedGrace = 10 * time.Second
+
+// downNodes names the swarm's nodes that are not ready, read at most once
+// a second.
+func (f *follower) downNodes(ctx context.Context) (map[string]string, error) {
+	if f.down != nil && time.Since(f.nodesAt) < time.Second {
+		return f.down, nil
+	}
+	nodes, err := f.r.c.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list the swarm's nodes: %w", err)
+	}
+	names := nodeNames(nodes)
+	f.down = map[string]string{}
+	for _, n := range nodes {
+		if n.Status.State != swarm.NodeStateReady {
+			f.down[n.ID] = names[n.ID]
+		}
+	}
+	f.nodesAt = time.Now()
+	return f.down, nil
 }
 
 var taskInMessage = regexp.MustCompile(`task ([a-z0-9]{25})\b`)

@@ -24,6 +24,10 @@ func (r *Runtime) Services(ctx context.Context, project, env string) ([]runtime.
 		return nil, fmt.Errorf("list the swarm's nodes: %w", err)
 	}
 	names := nodeNames(nodes)
+	ready := map[string]bool{}
+	for _, n := range nodes {
+		ready[n.ID] = n.Status.State == swarm.NodeStateReady
+	}
 	out := make([]runtime.ServiceState, 0, len(list))
 	for _, s := range list {
 		l := s.Spec.Labels
@@ -55,7 +59,8 @@ func (r *Runtime) Services(ctx context.Context, project, env string) ([]runtime.
 				per[t.NodeID] = n
 			}
 			n.Desired++
-			if t.Status.State == swarm.TaskStateRunning {
+			// A down node's tasks last reported running; they run nowhere.
+			if t.Status.State == swarm.TaskStateRunning && ready[t.NodeID] {
 				n.Running++
 			}
 		}
