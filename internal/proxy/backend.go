@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +74,8 @@ type upConn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	// abort ends a read of the answer: what a client that went away does.
+	abort func()
 }
 
 func (c *upConn) close() { c.c.Close() }
@@ -126,7 +127,8 @@ func (p *connPool) get(ctx context.Context) (*upConn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	c := &upConn{c: nc, br: bufio.NewReaderSize(nc, 8<<10), bw: bufio.NewWriterSize(nc, 8<<10)}
+	c := &upConn{c: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10)}
+	c.abort = func() { nc.SetReadDeadline(aLongTimeAgo) }
 	p.mu.Lock()
 	if p.open == nil {
 		p.open = map[*upConn]struct{}{}
@@ -398,62 +400,29 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 	}
 
 	// A client that goes away ends the wait for the upstream.
-	stop := context.AfterFunc(r.Context(), func() { c.c.SetReadDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(r.Context(), c.abort)
 
-	resp, err := readResponse(c.br, r)
+	h := w.Header()
+	hd, err := readHead(c.br, r.Method, h)
 	if err != nil {
 		stop()
 		b.pool.discard(c)
+		clear(h)
 		if bw != nil && bw.tooLarge.Load() {
 			return 0, false, errBodyTooLarge
 		}
 		return 0, !hasBody && c.reused && replayable(r) && errors.Is(err, errNothingRead), err
 	}
-
-	h := w.Header()
-	for k, vv := range resp.Header {
-		if skipResponseHeader[k] {
-			continue
-		}
-		h[k] = vv
-	}
-	if conn := resp.Header["Connection"]; len(conn) > 0 {
-		for k := range resp.Header {
-			if listed(conn, k) {
-				delete(h, k)
-			}
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(hd.status)
 
 	var flusher http.Flusher
-	if resp.ContentLength < 0 || isEventStream(resp.Header) {
+	if hd.length < 0 || hd.stream {
 		flusher, _ = w.(http.Flusher)
 	}
-	buf := bufPool{}.Get()
-	var werr error
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr = w.Write(buf[:n]); werr != nil {
-				break
-			}
-			if flusher != nil {
-				flusher.Flush()
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			werr = rerr
-			break
-		}
-	}
-	bufPool{}.Put(buf)
+	reuse, werr := copyBody(w, c.br, hd, flusher)
 	// A cancel that fired (or fires now) may have set the read deadline:
 	// such a connection is not reused.
-	reuse := stop() && werr == nil && !resp.Close
+	reuse = stop() && reuse && werr == nil
 	if bw != nil {
 		select {
 		case berr := <-bw.done:
@@ -470,38 +439,15 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 		b.pool.discard(c)
 	}
 	if werr != nil {
-		return resp.StatusCode, false, fmt.Errorf("copy the response: %w", werr)
+		return hd.status, false, fmt.Errorf("copy the answer: %w", werr)
 	}
-	return resp.StatusCode, false, nil
+	return hd.status, false, nil
 }
 
 // errNothingRead marks a connection that ended before any byte of an
 // answer: the upstream closed a kept-alive connection as the request went
 // out, so the request may be sent again.
 var errNothingRead = errors.New("the upstream closed the connection before answering")
-
-// readResponse reads the final answer, skipping 100 Continue and 103 Early
-// Hints.
-func readResponse(br *bufio.Reader, r *http.Request) (*http.Response, error) {
-	if _, err := br.Peek(1); err != nil {
-		if err == io.EOF || errors.Is(err, syscall.ECONNRESET) {
-			return nil, fmt.Errorf("%w: %w", errNothingRead, err)
-		}
-		return nil, err
-	}
-	for {
-		resp, err := http.ReadResponse(br, r)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return nil, errors.New("the upstream switched protocols for a request that asked for no upgrade")
-		}
-		if resp.StatusCode >= 200 {
-			return resp, nil
-		}
-	}
-}
 
 // bodyWriter sends a request body to the upstream beside the read of the
 // answer.
@@ -522,11 +468,6 @@ func (w *bodyWriter) run(c *upConn, body io.Reader, n, max int64) {
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
-
-func isEventStream(h http.Header) bool {
-	ct := h["Content-Type"]
-	return len(ct) > 0 && len(ct[0]) >= 17 && ct[0][:17] == "text/event-stream"
-}
 
 // replayable requests may be sent again: no body, and a method that does
 // not change anything, or an Idempotency-Key (as net/http's Transport).

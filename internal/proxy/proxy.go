@@ -166,7 +166,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// The answer had begun: end it broken rather than let a
 			// truncated body look complete.
 			b.codes.inc(status)
-			if r.Context().Err() == nil {
+			var gone errClientGone
+			if !errors.As(err, &gone) && r.Context().Err() == nil {
 				b.errs.Inc()
 				p.logUpstream(b, err)
 			}

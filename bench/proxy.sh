@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# bench/proxy.sh: the gantry proxy against nginx and against no proxy at all,
+# side by side in one run on loopback, in front of two upstreams: a container
+# of the example app (FROM scratch, GET /version) with its port published on
+# 127.0.0.1, as gantry publishes a routed service (through Docker's
+# docker-proxy), and the same app as a plain process on loopback, which
+# leaves the proxies' own cost nowhere to hide. nginx is Debian's
+# nginx-light with one worker and keep-alive connections to the upstream; the
+# load is Debian's wrk, 1 thread and 32 connections. Rounds alternate the
+# order of the three targets; the median of each is reported.
+# Goals: gantry's throughput at least 0.8x nginx's, and gantry's p50 added
+# latency (p50 through it minus p50 direct) no more than nginx's.
+#
+# Environment: GANTRY (default bin/gantry), BENCH_PROXY_ROUNDS (3),
+# BENCH_PROXY_SECONDS (10 per run), BENCH_PROXY_CONNECTIONS (32),
+# BENCH_IMAGE (gantry-example/app:1.0.0), BENCH_PROXY_PORT (23080; nginx
+# gets +1, the process upstream +2), BENCH_PROXY_UPSTREAMS ("container
+# process"), BENCH_KEEP=1 keeps the work directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+GANTRY="${GANTRY:-$PWD/bin/gantry}"
+ROUNDS="${BENCH_PROXY_ROUNDS:-3}"
+SECONDS_PER_RUN="${BENCH_PROXY_SECONDS:-10}"
+CONNS="${BENCH_PROXY_CONNECTIONS:-32}"
+IMAGE="${BENCH_IMAGE:-gantry-example/app:1.0.0}"
+GPORT="${BENCH_PROXY_PORT:-23080}"
+NPORT=$((GPORT + 1))
+APORT=$((GPORT + 2))
+UPSTREAMS="${BENCH_PROXY_UPSTREAMS:-container process}"
+
+# Debian's wrk and nginx-light; nginx's own service is not started.
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "bench/proxy.sh: needs ${need[*]}; run as root, or: sudo apt-get install -y ${need[*]}" >&2
+		exit 1
+	fi
+	echo "bench: installing ${need[*]} (Debian)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null ||
+		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+	command -v invoke-rc.d >/dev/null 2>&1 && invoke-rc.d nginx stop >/dev/null 2>&1 || true
+fi
+[ -x "$GANTRY" ] || go build -o "$GANTRY" ./cmd/gantry
+if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+	echo "bench: building the example images (examples/build.sh --all)"
+	bash examples/build.sh --all >/dev/null
+fi
+
+work="$(mktemp -d)"
+cid="" nginx_pid="" proxy_pid="" app_pid=""
+cleanup() {
+	if [ -n "$app_pid" ]; then kill "$app_pid" 2>/dev/null || true; wait "$app_pid" 2>/dev/null || true; fi
+	if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; fi
+	if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
+	if [ -n "$cid" ]; then docker rm -f -v "$cid" >/dev/null 2>&1 || true; fi
+	[ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=1.0.0" -o "$work/app" ./examples/app
+
+# bench_upstream NAME ADDR: nginx and gantry in front of the upstream at ADDR,
+# and the three targets measured in alternating rounds.
+bench_upstream() {
+local name="$1" up="$2"
+for _ in $(seq 100); do curl -fs "http://$up/version" >/dev/null && break; sleep 0.1; done
+curl -fs "http://$up/version" >/dev/null || { echo "bench: the upstream at $up does not answer" >&2; exit 1; }
+rm -rf "$work/nginx" "$work/.gantry" "$work"/runs.*
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  upstream app { server $up; keepalive 64; keepalive_requests 1000000; keepalive_timeout 5m; }
+  server {
+    listen 127.0.0.1:$NPORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
+
+cat >"$work/gantry.yaml" <<YAML
+project: proxybench
+proxy:
+  listen: 127.0.0.1:$GPORT
+environments:
+  bench:
+    routes:
+      web: { port: 8080 }
+YAML
+"$GANTRY" --file "$work/gantry.yaml" proxy >"$work/proxy.log" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 100); do [ -S "$work/.gantry/proxy/admin.sock" ] && break; sleep 0.1; done
+"$GANTRY" --file "$work/gantry.yaml" proxy switch bench web "$up" --release 1.0.0 >/dev/null
+for port in "$NPORT" "$GPORT"; do
+	curl -fs "http://127.0.0.1:$port/version" >/dev/null || { echo "bench: nothing answers through 127.0.0.1:$port" >&2; cat "$work/proxy.log" "$work/nginx/error.log" >&2; exit 1; }
+done
+
+# run TARGET URL: one wrk run; appends "rps p50_ms p99_ms errors" to $work/TARGET.
+run() {
+	wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "$2" 2>&1 | awk -v out="$work/runs.$1" '
+		function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+		/^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
+		/Non-2xx|Socket errors/ { err = err $0 }
+		END { printf "%s %s %s %s\n", rps, p50, p99, (err == "" ? "0" : "1") >> out }'
+}
+echo
+echo "bench: $name upstream at $up; wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s, $ROUNDS rounds"
+for ((r = 1; r <= ROUNDS; r++)); do
+	order=(direct nginx gantry)
+	case $((r % 3)) in 2) order=(nginx gantry direct) ;; 0) order=(gantry direct nginx) ;; esac
+	for t in "${order[@]}"; do
+		case $t in
+		direct) run direct "http://$up/version" ;;
+		nginx) run nginx "http://127.0.0.1:$NPORT/version" ;;
+		gantry) run gantry "http://127.0.0.1:$GPORT/version" ;;
+		esac
+	done
+	echo "bench: round $r of $ROUNDS done"
+done
+
+# median COLUMN FILE
+median() { awk -v c="$1" '{ print $c }' "$2" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+errors() { awk '{ s += $4 } END { print s + 0 }' "$1"; }
+printf '%-24s %12s %10s %10s\n' "target ($name)" "requests/s" "p50 ms" "p99 ms"
+for t in direct nginx gantry; do
+	printf '%-24s %12.0f %10.3f %10.3f\n' "$t" "$(median 1 "$work/runs.$t")" "$(median 2 "$work/runs.$t")" "$(median 3 "$work/runs.$t")"
+	[ "$(errors "$work/runs.$t")" = 0 ] || echo "  ($t: wrk reported errors or non-2xx answers in some runs)"
+done
+awk -v dr="$(median 1 "$work/runs.direct")" -v nr="$(median 1 "$work/runs.nginx")" -v gr="$(median 1 "$work/runs.gantry")" \
+	-v dp="$(median 2 "$work/runs.direct")" -v np="$(median 2 "$work/runs.nginx")" -v gp="$(median 2 "$work/runs.gantry")" 'BEGIN {
+	ratio = gr / nr
+	na = np - dp; ga = gp - dp
+	printf "\nthroughput: gantry %.2fx nginx (goal >= 0.80: %s); nginx %.2fx direct, gantry %.2fx direct\n", ratio, (ratio >= 0.8 ? "met" : "NOT met"), nr / dr, gr / dr
+	printf "p50 added latency: gantry %.3f ms, nginx %.3f ms (goal gantry <= nginx: %s)\n", ga, na, (ga <= na ? "met" : "NOT met")
+}'
+kill "$proxy_pid" "$nginx_pid" 2>/dev/null || true
+wait "$proxy_pid" "$nginx_pid" 2>/dev/null || true
+proxy_pid="" nginx_pid=""
+}
+
+for u in $UPSTREAMS; do
+	case $u in
+	container)
+		cid="$(docker run -d --label io.gantry.test=1 --label io.gantry.bench=proxy -p 127.0.0.1::8080 "$IMAGE")"
+		bench_upstream container "$(docker port "$cid" 8080/tcp | grep -m1 '^127\.0\.0\.1:')"
+		;;
+	process)
+		PORT=$APORT "$work/app" serve 2>"$work/app.log" &
+		app_pid=$!
+		bench_upstream process "127.0.0.1:$APORT"
+		;;
+	*) echo "bench: unknown upstream $u in BENCH_PROXY_UPSTREAMS; use container and/or process" >&2; exit 2 ;;
+	esac
+done
