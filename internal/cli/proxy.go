@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"syscall"
 	"text/tabwriter"
@@ -127,7 +130,7 @@ engine and the subcommands below change them through the admin socket
 				}
 				defer stop()
 			}
-			tuneGC()
+			tuneProxyGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return proxyErr(proxy.Run(ctx, o, func(l proxy.Listening) {
@@ -166,6 +169,50 @@ func serveMetrics(addr string, h http.Handler) (stop func(), err error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	return func() { srv.Close() }, nil
+}
+
+// tuneProxyGC collects at 5x the live heap: the proxy's live heap is small
+// (buffers of open connections) and its garbage comes per request, so a
+// bigger allowance is fewer collections for little memory; 256 MiB bounds
+// it. GOGC and GOMEMLIMIT still decide when set.
+func tuneProxyGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(256 << 20)
+	}
+}
+
+// startProxy runs the proxy beside gantry server when on; done waits for
+// it to stop and returns its error. A proxy that fails stops the server.
+func (g *globals) startProxy(ctx context.Context, stopServer func(), on bool, reg prometheus.Registerer) (done func() error, err error) {
+	if !on {
+		return func() error { return nil }, nil
+	}
+	var pf proxyFlags
+	o, err := pf.options(g)
+	if err != nil {
+		return nil, err
+	}
+	o.Registerer = reg
+	errc := make(chan error, 1)
+	go func() {
+		err := proxy.Run(ctx, o, func(l proxy.Listening) {
+			if l.HTTP != "" {
+				fmt.Fprintf(g.stdout, "gantry proxy listening on http://%s\n", l.HTTP)
+			}
+			if l.HTTPS != "" {
+				fmt.Fprintf(g.stdout, "gantry proxy listening on https://%s\n", l.HTTPS)
+			}
+		})
+		if err != nil {
+			g.log.Error("the proxy stopped; stopping the server", "err", err)
+			stopServer()
+		}
+		errc <- err
+	}()
+	return func() error { return <-errc }, nil
 }
 
 // proxyClient is the admin client of the proxy of this project.

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/internal/server"
@@ -19,7 +20,7 @@ import (
 
 func newServerCmd(g *globals) *cobra.Command {
 	var lo server.ListenOptions
-	var metricsPublic, healthPublic bool
+	var metricsPublic, healthPublic, withProxy bool
 	var grace time.Duration
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -40,10 +41,15 @@ unhealthy later in status and in gantry_service_healthy.
 TLS is required (1.2 at least): --tls-cert and --tls-key (read again when
 they change), or --tls-self-signed to try it out (made once in the state
 directory; its SHA-256 fingerprint is printed for clients to pin). Plain
-HTTP only with --insecure-http, and only on a loopback address.`,
+HTTP only with --insecure-http, and only on a loopback address.
+
+With --proxy the server also runs the gantry proxy (gantry proxy --help,
+docs/proxy.md) as gantry.yaml's proxy section says; its metrics are in the
+server's /metrics.`,
 		Example: `  gantry server --tls-self-signed
   gantry server --addr 0.0.0.0:8443 --tls-cert /etc/gantry/tls.crt --tls-key /etc/gantry/tls.key
-  gantry server --insecure-http --addr 127.0.0.1:8080 --metrics-public`,
+  gantry server --insecure-http --addr 127.0.0.1:8080 --metrics-public
+  gantry server --tls-self-signed --proxy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := lo.Check(); err != nil {
@@ -61,12 +67,17 @@ HTTP only with --insecure-http, and only on a loopback address.`,
 			}
 			defer st.Close()
 			lo.Dir = filepath.Join(dir, "server")
-			srv, err := server.New(server.Options{ConfigPath: f.Path, StateDir: dir, Store: st, Log: g.log, MetricsPublic: metricsPublic, HealthPublic: healthPublic, ShutdownGrace: grace})
+			reg := prometheus.NewRegistry()
+			srv, err := server.New(server.Options{ConfigPath: f.Path, StateDir: dir, Store: st, Log: g.log, MetricsPublic: metricsPublic, HealthPublic: healthPublic, ShutdownGrace: grace, Registry: reg})
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			proxyDone, err := g.startProxy(ctx, stop, withProxy, reg)
+			if err != nil {
+				return err
+			}
 			err = server.Serve(ctx, lo, srv.Handler(), g.log, func(l server.Listening) {
 				fmt.Fprintf(g.stdout, "gantry server listening on %s://%s\n", l.Scheme, l.Addr)
 				if l.Fingerprint != "" {
@@ -82,6 +93,9 @@ HTTP only with --insecure-http, and only on a loopback address.`,
 			if errors.Is(err, server.ErrInput) {
 				return fmt.Errorf("%w: %w", errUsage, err)
 			}
+			if perr := proxyDone(); perr != nil && err == nil {
+				return proxyErr(perr)
+			}
 			return err
 		},
 	}
@@ -93,6 +107,7 @@ HTTP only with --insecure-http, and only on a loopback address.`,
 	fs.BoolVar(&lo.InsecureHTTP, "insecure-http", false, "serve plain HTTP (loopback addresses only)")
 	fs.BoolVar(&metricsPublic, "metrics-public", false, "serve /metrics without a token (for a Prometheus scraping without one)")
 	fs.BoolVar(&healthPublic, "health-public", false, "serve the health view /health/ENV without a token (for load balancers)")
+	fs.BoolVar(&withProxy, "proxy", false, "also run the gantry proxy, as gantry.yaml's proxy section says (docs/proxy.md)")
 	fs.DurationVar(&grace, "shutdown-grace", time.Minute, "on SIGTERM, how long running deployments may finish before they are interrupted and rolled back")
 	return cmd
 }
