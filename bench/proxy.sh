@@ -63,15 +63,11 @@ trap 'exit 130' INT TERM
 
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=1.0.0" -o "$work/app" ./examples/app
 
-# bench_upstream NAME ADDR: nginx and gantry in front of the upstream at ADDR,
-# and the three targets measured in alternating rounds.
-bench_upstream() {
-local name="$1" up="$2"
-for _ in $(seq 100); do curl -fs "http://$up/version" >/dev/null && break; sleep 0.1; done
-curl -fs "http://$up/version" >/dev/null || { echo "bench: the upstream at $up does not answer" >&2; exit 1; }
-rm -rf "$work/nginx" "$work/.gantry" "$work"/runs.*
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
+# write_nginx_conf UPSTREAM: nginx-light with one worker and kept-alive
+# connections to the upstream (as many requests on one as gantry allows).
+write_nginx_conf() {
+	mkdir -p "$work/nginx"
+	cat >"$work/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
 pid $work/nginx/nginx.pid;
@@ -84,7 +80,7 @@ http {
   fastcgi_temp_path $work/nginx/fastcgi;
   uwsgi_temp_path $work/nginx/uwsgi;
   scgi_temp_path $work/nginx/scgi;
-  upstream app { server $up; keepalive 64; keepalive_requests 1000000; keepalive_timeout 5m; }
+  upstream app { server $1; keepalive 64; keepalive_requests 1000000; keepalive_timeout 5m; }
   server {
     listen 127.0.0.1:$NPORT;
     location / {
@@ -99,10 +95,11 @@ http {
   }
 }
 NGINX
-nginx -c "$work/nginx/nginx.conf" &
-nginx_pid=$!
+}
 
-cat >"$work/gantry.yaml" <<YAML
+# write_gantry_conf: one route for any host.
+write_gantry_conf() {
+	cat >"$work/gantry.yaml" <<YAML
 project: proxybench
 proxy:
   listen: 127.0.0.1:$GPORT
@@ -111,15 +108,9 @@ environments:
     routes:
       web: { port: 8080 }
 YAML
-"$GANTRY" --file "$work/gantry.yaml" proxy >"$work/proxy.log" 2>&1 &
-proxy_pid=$!
-for _ in $(seq 100); do [ -S "$work/.gantry/proxy/admin.sock" ] && break; sleep 0.1; done
-"$GANTRY" --file "$work/gantry.yaml" proxy switch bench web "$up" --release 1.0.0 >/dev/null
-for port in "$NPORT" "$GPORT"; do
-	curl -fs "http://127.0.0.1:$port/version" >/dev/null || { echo "bench: nothing answers through 127.0.0.1:$port" >&2; cat "$work/proxy.log" "$work/nginx/error.log" >&2; exit 1; }
-done
+}
 
-# run TARGET URL: one wrk run; appends "rps p50_ms p99_ms errors" to $work/TARGET.
+# run TARGET URL: one wrk run; appends "rps p50_ms p99_ms errors" to $work/runs.TARGET.
 run() {
 	wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "$2" 2>&1 | awk -v out="$work/runs.$1" '
 		function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
@@ -127,39 +118,60 @@ run() {
 		/Non-2xx|Socket errors/ { err = err $0 }
 		END { printf "%s %s %s %s\n", rps, p50, p99, (err == "" ? "0" : "1") >> out }'
 }
-echo
-echo "bench: $name upstream at $up; wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s, $ROUNDS rounds"
-for ((r = 1; r <= ROUNDS; r++)); do
-	order=(direct nginx gantry)
-	case $((r % 3)) in 2) order=(nginx gantry direct) ;; 0) order=(gantry direct nginx) ;; esac
-	for t in "${order[@]}"; do
-		case $t in
-		direct) run direct "http://$up/version" ;;
-		nginx) run nginx "http://127.0.0.1:$NPORT/version" ;;
-		gantry) run gantry "http://127.0.0.1:$GPORT/version" ;;
-		esac
-	done
-	echo "bench: round $r of $ROUNDS done"
-done
 
 # median COLUMN FILE
 median() { awk -v c="$1" '{ print $c }' "$2" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 errors() { awk '{ s += $4 } END { print s + 0 }' "$1"; }
-printf '%-24s %12s %10s %10s\n' "target ($name)" "requests/s" "p50 ms" "p99 ms"
-for t in direct nginx gantry; do
-	printf '%-24s %12.0f %10.3f %10.3f\n' "$t" "$(median 1 "$work/runs.$t")" "$(median 2 "$work/runs.$t")" "$(median 3 "$work/runs.$t")"
-	[ "$(errors "$work/runs.$t")" = 0 ] || echo "  ($t: wrk reported errors or non-2xx answers in some runs)"
-done
-awk -v dr="$(median 1 "$work/runs.direct")" -v nr="$(median 1 "$work/runs.nginx")" -v gr="$(median 1 "$work/runs.gantry")" \
-	-v dp="$(median 2 "$work/runs.direct")" -v np="$(median 2 "$work/runs.nginx")" -v gp="$(median 2 "$work/runs.gantry")" 'BEGIN {
-	ratio = gr / nr
-	na = np - dp; ga = gp - dp
-	printf "\nthroughput: gantry %.2fx nginx (goal >= 0.80: %s); nginx %.2fx direct, gantry %.2fx direct\n", ratio, (ratio >= 0.8 ? "met" : "NOT met"), nr / dr, gr / dr
-	printf "p50 added latency: gantry %.3f ms, nginx %.3f ms (goal gantry <= nginx: %s)\n", ga, na, (ga <= na ? "met" : "NOT met")
-}'
-kill "$proxy_pid" "$nginx_pid" 2>/dev/null || true
-wait "$proxy_pid" "$nginx_pid" 2>/dev/null || true
-proxy_pid="" nginx_pid=""
+
+# bench_upstream NAME ADDR: nginx and gantry in front of the upstream at ADDR,
+# and the three targets measured in alternating rounds.
+bench_upstream() {
+	local name="$1" up="$2" r t port
+	for _ in $(seq 100); do curl -fs "http://$up/version" >/dev/null && break; sleep 0.1; done
+	curl -fs "http://$up/version" >/dev/null || { echo "bench: the upstream at $up does not answer" >&2; exit 1; }
+	rm -rf "$work/nginx" "$work/.gantry" "$work"/runs.*
+	write_nginx_conf "$up"
+	nginx -c "$work/nginx/nginx.conf" &
+	nginx_pid=$!
+	write_gantry_conf
+	"$GANTRY" --file "$work/gantry.yaml" proxy >"$work/proxy.log" 2>&1 &
+	proxy_pid=$!
+	for _ in $(seq 100); do [ -S "$work/.gantry/proxy/admin.sock" ] && break; sleep 0.1; done
+	"$GANTRY" --file "$work/gantry.yaml" proxy switch bench web "$up" --release 1.0.0 >/dev/null
+	for port in "$NPORT" "$GPORT"; do
+		curl -fs "http://127.0.0.1:$port/version" >/dev/null || { echo "bench: nothing answers through 127.0.0.1:$port" >&2; cat "$work/proxy.log" "$work/nginx/error.log" >&2; exit 1; }
+	done
+
+	echo
+	echo "bench: $name upstream at $up; wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s, $ROUNDS rounds"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		order=(direct nginx gantry)
+		case $((r % 3)) in 2) order=(nginx gantry direct) ;; 0) order=(gantry direct nginx) ;; esac
+		for t in "${order[@]}"; do
+			case $t in
+			direct) run direct "http://$up/version" ;;
+			nginx) run nginx "http://127.0.0.1:$NPORT/version" ;;
+			gantry) run gantry "http://127.0.0.1:$GPORT/version" ;;
+			esac
+		done
+		echo "bench: round $r of $ROUNDS done"
+	done
+
+	printf '%-24s %12s %10s %10s\n' "target ($name)" "requests/s" "p50 ms" "p99 ms"
+	for t in direct nginx gantry; do
+		printf '%-24s %12.0f %10.3f %10.3f\n' "$t" "$(median 1 "$work/runs.$t")" "$(median 2 "$work/runs.$t")" "$(median 3 "$work/runs.$t")"
+		[ "$(errors "$work/runs.$t")" = 0 ] || echo "  ($t: wrk reported errors or non-2xx answers in some runs)"
+	done
+	awk -v dr="$(median 1 "$work/runs.direct")" -v nr="$(median 1 "$work/runs.nginx")" -v gr="$(median 1 "$work/runs.gantry")" \
+		-v dp="$(median 2 "$work/runs.direct")" -v np="$(median 2 "$work/runs.nginx")" -v gp="$(median 2 "$work/runs.gantry")" 'BEGIN {
+		ratio = gr / nr
+		na = np - dp; ga = gp - dp
+		printf "\nthroughput: gantry %.2fx nginx (goal >= 0.80: %s); nginx %.2fx direct, gantry %.2fx direct\n", ratio, (ratio >= 0.8 ? "met" : "NOT met"), nr / dr, gr / dr
+		printf "p50 added latency: gantry %.3f ms, nginx %.3f ms (goal gantry <= nginx: %s)\n", ga, na, (ga <= na ? "met" : "NOT met")
+	}'
+	kill "$proxy_pid" "$nginx_pid" 2>/dev/null || true
+	wait "$proxy_pid" "$nginx_pid" 2>/dev/null || true
+	proxy_pid="" nginx_pid=""
 }
 
 for u in $UPSTREAMS; do

@@ -6,12 +6,13 @@
 # second push, and the bytes a copy to another repository sends) and bench/version.sh
 # (gantry tags against git log on 10,000 commits), bench/lint.sh and bench/server.sh
 # (gantry server's list requests, /readyz and memory under a bounded load), and
-# bench/scan.sh (the scan gate's decision over a large Trivy report, beside trivy convert).
+# bench/scan.sh (the scan gate's decision over a large Trivy report, beside trivy convert),
+# and bench/proxy.sh (the gantry proxy's throughput and latency beside nginx and direct).
 #
 # Environment: GANTRY (gantry binary, default bin/gantry), BENCH_ROUNDS (default 3),
 # BENCH_IMAGE / BENCH_BAD_IMAGE (default gantry-example/app:1.0.0 / :2.0.0-unhealthy),
 # BENCH_SKIP_IMAGES=1 to use images already built, BENCH_PARTS (default
-# "deploy push version lint server scan") to run only some parts. Extra arguments go to gantry-bench
+# "deploy push version lint server scan proxy") to run only some parts. Extra arguments go to gantry-bench
 # (e.g. -compose-only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ export PATH="/usr/local/go/bin:$PATH"
 GANTRY="${GANTRY:-$PWD/bin/gantry}"
 export GANTRY
 
-PARTS=" ${BENCH_PARTS:-deploy push version lint server scan} "
+PARTS=" ${BENCH_PARTS:-deploy push version lint server scan proxy} "
 
 if [[ $PARTS == *" deploy "* ]]; then
 	bash scripts/ensure-compose.sh
@@ -53,3 +54,6 @@ if [[ $PARTS == *" server "* ]]; then bash bench/server.sh; fi
 
 # The scan gate: its decision over 10,000 findings, beside trivy convert --exit-code.
 if [[ $PARTS == *" scan "* ]]; then bash bench/scan.sh; fi
+
+# The proxy: wrk through gantry proxy, nginx-light and direct, side by side.
+if [[ $PARTS == *" proxy "* ]]; then bash bench/proxy.sh; fi
