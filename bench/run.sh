@@ -12,7 +12,7 @@
 # Environment: GANTRY (gantry binary, default bin/gantry), BENCH_ROUNDS (default 3),
 # BENCH_IMAGE / BENCH_BAD_IMAGE (default gantry-example/app:1.0.0 / :2.0.0-unhealthy),
 # BENCH_SKIP_IMAGES=1 to use images already built, BENCH_PARTS (default
-# "deploy push version lint server scan proxy") to run only some parts. Extra arguments go to gantry-bench
+# "deploy push version lint server scan proxy analysis") to run only some parts. Extra arguments go to gantry-bench
 # (e.g. -compose-only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ export PATH="/usr/local/go/bin:$PATH"
 GANTRY="${GANTRY:-$PWD/bin/gantry}"
 export GANTRY
 
-PARTS=" ${BENCH_PARTS:-deploy push version lint server scan proxy} "
+PARTS=" ${BENCH_PARTS:-deploy push version lint server scan proxy analysis} "
 
 if [[ $PARTS == *" deploy "* ]]; then
 	bash scripts/ensure-compose.sh
@@ -57,3 +57,6 @@ if [[ $PARTS == *" scan "* ]]; then bash bench/scan.sh; fi
 
 # The proxy: wrk through gantry proxy, nginx-light and direct, side by side.
 if [[ $PARTS == *" proxy "* ]]; then bash bench/proxy.sh; fi
+
+# Analysis: from a failing measurement to the previous release serving.
+if [[ $PARTS == *" analysis "* ]]; then bash bench/analysis.sh; fi
