@@ -167,6 +167,7 @@ Start with:
 	root.AddCommand(newHealthCmd(g))
 	root.AddCommand(newLogsCmd(g))
 	root.AddCommand(newAlertsCmd(g))
+	root.AddCommand(newMonitoringCmd(g))
 	return root
 }
 

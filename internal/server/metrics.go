@@ -70,3 +70,10 @@ func newMetrics(reg prometheus.Registerer, st *store.Store, project string, envs
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// RegisterMetrics registers every metric the server exports on reg, with
+// no store behind them: for listing what gantry exports (gantry
+// monitoring check compares the dashboard with it), not for serving.
+func RegisterMetrics(reg prometheus.Registerer) {
+	newMetrics(reg, nil, "", nil, nil)
+}

@@ -100,6 +100,9 @@ func (r *recordMetrics) Collect(ch chan<- prometheus.Metric) {
 const revertHorizon = time.Hour
 
 func (r *recordMetrics) sync(ctx context.Context) error {
+	if r.st == nil {
+		return nil // RegisterMetrics: described, never read
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
