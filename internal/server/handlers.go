@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -78,7 +77,7 @@ func (s *Server) openapi(c *call) (int, any, error) {
 
 // statusAll is every environment the token may see.
 func (s *Server) statusAll(c *call) (int, any, error) {
-	out := []json.RawMessage{}
+	var out []encoded
 	for _, env := range s.envs {
 		if !c.id.CanEnv(env) {
 			continue
@@ -89,7 +88,7 @@ func (s *Server) statusAll(c *call) (int, any, error) {
 		}
 		out = append(out, b)
 	}
-	return http.StatusOK, out, nil
+	return http.StatusOK, joinEncoded(out), nil
 }
 
 func (s *Server) statusEnv(c *call) (int, any, error) {
@@ -97,19 +96,28 @@ func (s *Server) statusEnv(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, json.RawMessage(b), nil
+	return http.StatusOK, b, nil
 }
 
+// history is the environment's newest deployments, from the cache while
+// none of them changed.
 func (s *Server) history(c *call) (int, any, error) {
 	limit, err := c.queryInt("limit", 20, 0, 100000)
 	if err != nil {
 		return 0, nil, err
 	}
-	hs, err := s.watchers[c.env].history(c.ctx(), limit)
+	w := s.watchers[c.env]
+	version, err := s.st.HistoryVersion(c.ctx(), s.project, c.env, limit)
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, hs, nil
+	b, err := s.lists.get(fmt.Sprintf("history %s %d", c.env, limit), version, func() (any, error) {
+		return w.history(c.ctx(), limit)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, b, nil
 }
 
 // DeploymentView is a deployment with its steps and state changes.
@@ -367,8 +375,20 @@ func (s *Server) auditList(c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	evs, err := s.audit.ListRecords(c.ctx(), f)
-	return http.StatusOK, evs, err
+	// The log only grows at its head (or is cut at its tail): a page read
+	// while the head and the checkpoint were the same is the same page.
+	ch, err := s.st.AuditChain(c.ctx())
+	if err != nil {
+		return 0, nil, err
+	}
+	version := fmt.Sprintf("%d %s %d %d", ch.HeadID, ch.HeadHash, ch.CheckpointID, ch.Pruned)
+	b, err := s.lists.get(fmt.Sprintf("audit %+v", f), version, func() (any, error) {
+		return s.audit.ListRecords(c.ctx(), f)
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, b, nil
 }
 
 func (s *Server) auditVerify(c *call) (int, any, error) {

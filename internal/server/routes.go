@@ -222,6 +222,10 @@ func (s *Server) wrap(rt *route) http.Handler {
 		case c.raw:
 			status = sw.code()
 		default:
+			if e, ok := body.(encoded); ok {
+				e.write(sw, status)
+				break
+			}
 			writeJSON(sw, status, body)
 		}
 		s.m.requests.WithLabelValues(rt.Path, rt.Method, strconv.Itoa(status)).Inc()

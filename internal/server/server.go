@@ -79,6 +79,8 @@ type Server struct {
 	deploysWG sync.WaitGroup
 
 	watchers map[string]*watcher
+	// lists keeps the encoded answers of history and audit list requests.
+	lists listCache
 
 	runMu   sync.Mutex
 	running map[string][]*runningDeploy

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -38,7 +37,7 @@ type watcher struct {
 	refreshMu sync.Mutex // one read of Docker at a time
 	mu        sync.Mutex
 	snap      *deploy.Status
-	snapJSON  []byte // snap, encoded once for all the requests that read it
+	snapJSON  encoded // snap, encoded once for all the requests that read it
 	snapErr   error
 	snapAt    time.Time
 	snapKey   recordKey
@@ -120,7 +119,7 @@ func (w *watcher) key(ctx context.Context) (recordKey, error) {
 // statusJSON is the environment's status and its JSON encoding (made once
 // per reading): the watcher's, when nothing was recorded since it was read,
 // or read now.
-func (w *watcher) statusJSON(ctx context.Context) (*deploy.Status, []byte, error) {
+func (w *watcher) statusJSON(ctx context.Context) (*deploy.Status, encoded, error) {
 	k, err := w.key(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -167,9 +166,9 @@ func (w *watcher) refresh(ctx context.Context) (*deploy.Status, error) {
 				k = k2
 			}
 		}
-		b, _ := json.Marshal(st)
+		b, _ := encode(st)
 		w.mu.Lock()
-		w.snap, w.snapJSON, w.snapErr, w.snapAt, w.snapKey = st, append(b, '\n'), nil, time.Now(), k
+		w.snap, w.snapJSON, w.snapErr, w.snapAt, w.snapKey = st, b, nil, time.Now(), k
 		w.mu.Unlock()
 		w.gauge(st)
 		return st, nil

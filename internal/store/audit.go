@@ -254,17 +254,29 @@ func (s *Store) VerifyAudit(ctx context.Context, fn func(AuditChain, func(func(A
 
 // AuditChain returns the chain's head and checkpoint.
 func (s *Store) AuditChain(ctx context.Context) (AuditChain, error) {
-	return auditChain(ctx, s.db)
+	// Prepared once: gantry server reads the head for every audit list
+	// request (the version of its cached pages), and parsing the SQL cost
+	// more than running it.
+	stmt, err := s.prepared(ctx, auditChainQuery)
+	if err != nil {
+		return AuditChain{}, err
+	}
+	return scanAuditChain(stmt.QueryRowContext(ctx))
 }
 
 type querier interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
 }
 
+const auditChainQuery = `SELECT head_id, head_hash, checkpoint_id, checkpoint_hash, checkpoint_at, pruned FROM audit_chain WHERE one=1`
+
 func auditChain(ctx context.Context, q querier) (AuditChain, error) {
+	return scanAuditChain(q.QueryRowContext(ctx, auditChainQuery))
+}
+
+func scanAuditChain(row *sql.Row) (AuditChain, error) {
 	var c AuditChain
-	err := q.QueryRowContext(ctx, `SELECT head_id, head_hash, checkpoint_id, checkpoint_hash, checkpoint_at, pruned FROM audit_chain WHERE one=1`).
-		Scan(&c.HeadID, &c.HeadHash, &c.CheckpointID, &c.CheckpointHash, &c.CheckpointAt, &c.Pruned)
+	err := row.Scan(&c.HeadID, &c.HeadHash, &c.CheckpointID, &c.CheckpointHash, &c.CheckpointAt, &c.Pruned)
 	return c, err
 }
 

@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS deployments (
 	finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS deployments_env ON deployments(project, env, id);
+-- Covers LastChange and HistoryVersion, which gantry server runs on every
+-- status and history request: without it they read each row, walking the
+-- overflow pages of its plan and result (tens of kB for 100 services).
+CREATE INDEX IF NOT EXISTS deployments_env_changed ON deployments(project, env, id, updated_at);
 CREATE TABLE IF NOT EXISTS transitions (
 	id            INTEGER PRIMARY KEY AUTOINCREMENT,
 	deployment_id INTEGER NOT NULL REFERENCES deployments(id),
