@@ -49,6 +49,9 @@ type Promoter struct {
 	now     func() time.Time
 	audit   *audit.Log
 	log     *slog.Logger
+	// onDecision hears of every approval or rejection, and every refused
+	// one, when it is decided (the server's metrics).
+	onDecision func(store.Decision, error)
 }
 
 // Option configures a Promoter.
@@ -64,6 +67,13 @@ func WithCopier(c Copier) Option { return func(p *Promoter) { p.copy = c } }
 // WithAudit records every request and decision, and every refusal, in the
 // audit log.
 func WithAudit(l *audit.Log) Option { return func(p *Promoter) { p.audit = l } }
+
+// WithDecisionHook calls fn with every approval or rejection (err nil) and
+// every refused one, as soon as it is decided: before a deployment the
+// decision starts has run.
+func WithDecisionHook(fn func(decision store.Decision, err error)) Option {
+	return func(p *Promoter) { p.onDecision = fn }
+}
 
 // WithLogger sets where problems that do not stop the work go (an audit
 // event that could not be written).
@@ -300,7 +310,13 @@ func (p *Promoter) Reject(ctx context.Context, actor Actor, id int64, comment st
 
 func (p *Promoter) decide(ctx context.Context, actor Actor, id int64, decision store.Decision, comment string) (dec *Decision, err error) {
 	object := fmt.Sprintf("deployment/%d", id)
-	defer func() {
+	// The decision is audited (and reported to the hook) as soon as it is
+	// known, before a deployment it starts runs: a server that dies during
+	// that deployment's health window must not lose who approved it. How
+	// the deployment ends is audited on its own (deploy.finish).
+	decided := false
+	report := func(err error) {
+		decided = true
 		action, detail := "promotion."+string(decision), map[string]string{}
 		if comment != "" {
 			detail["comment"] = comment
@@ -319,6 +335,14 @@ func (p *Promoter) decide(ctx context.Context, actor Actor, id int64, decision s
 			p.record(ctx, system, "promotion.expire", object, nil, map[string]string{"reason": dec.Deployment.Reason})
 		}
 		p.record(ctx, actor, action, object, err, detail)
+		if p.onDecision != nil {
+			p.onDecision(decision, err)
+		}
+	}
+	defer func() {
+		if !decided {
+			report(err)
+		}
 	}()
 	if err := actor.validate(); err != nil {
 		return nil, err
@@ -342,15 +366,22 @@ func (p *Promoter) decide(ctx context.Context, actor Actor, id int64, decision s
 	if !dd.Start {
 		return dec, nil
 	}
-	failpoint.Hit("promote:start")
 	dec.Started = true
+	report(nil)
+	failpoint.Hit("promote:start")
+	// From here on a failure is the start's, not the decision's: the
+	// approval stands, and approving again retries the start.
+	startFailed := func(err error) error {
+		p.record(ctx, actor, "promotion.start", object, err, map[string]string{"env": dd.Deployment.Env, "release": dd.Deployment.Release})
+		return err
+	}
 	env, err := p.file.Env(dd.Deployment.Env)
 	if err != nil {
-		return dec, err
+		return dec, startFailed(err)
 	}
 	runner, done, err := p.engines(ctx, env.Name)
 	if err != nil {
-		return dec, fmt.Errorf("deployment %d is approved but could not start: %w; run gantry approve %d again once that is fixed", id, err, id)
+		return dec, startFailed(fmt.Errorf("deployment %d is approved but could not start: %w; run gantry approve %d again once that is fixed", id, err, id))
 	}
 	defer done()
 	dec.Result, err = runner.DeployRecorded(ctx, dd.Deployment, env)
@@ -359,7 +390,7 @@ func (p *Promoter) decide(ctx context.Context, actor Actor, id int64, decision s
 	}
 	var locked *store.LockedError
 	if errors.As(err, &locked) {
-		err = fmt.Errorf("deployment %d is approved but %w; run gantry approve %d again when it is free", id, err, id)
+		err = startFailed(fmt.Errorf("deployment %d is approved but %w; run gantry approve %d again when it is free", id, err, id))
 	}
 	return dec, err
 }

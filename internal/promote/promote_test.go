@@ -28,6 +28,8 @@ type fakeRunner struct {
 	st       *store.Store
 	deploys  atomic.Int32
 	recorded atomic.Int32
+	// onRun, when set, is called as an approved deployment starts to run.
+	onRun func()
 }
 
 func (f *fakeRunner) Plan(_ context.Context, m *config.Model, release string, images map[string]string) (*runtime.Plan, error) {
@@ -55,6 +57,9 @@ func (f *fakeRunner) Deploy(ctx context.Context, m *config.Model, release string
 
 func (f *fakeRunner) DeployRecorded(ctx context.Context, d *store.Deployment, _ *config.Environment) (*deploy.Result, error) {
 	f.recorded.Add(1)
+	if f.onRun != nil {
+		f.onRun()
+	}
 	time.Sleep(50 * time.Millisecond) // approvals racing this one arrive while it runs
 	if err := f.st.BeginApproved(ctx, d.ID, 0); err != nil {
 		return nil, err
@@ -196,7 +201,15 @@ func TestRequestAndApprove(t *testing.T) {
 	if err != nil || len(pending) != 1 || pending[0].Promotion.WaitingFor != "1 more approval from role:admin or bob, not alice (requester), bob" {
 		t.Fatalf("pending: %+v %v", pending, err)
 	}
+	// The approval that starts the deployment is in the audit log before
+	// the deployment runs: a crash during its health window loses no
+	// record of who approved it.
+	var atRun []string
+	fx.run.onRun = func() { atRun = fx.events(t) }
 	dec, err = fx.p.Approve(ctx, carol, d.ID, "")
+	if n := len(atRun); n == 0 || !strings.HasPrefix(atRun[n-1], "carol promotion.approve ") {
+		t.Errorf("audit log as the approved deployment starts: %q", atRun)
+	}
 	if err != nil || !dec.Started || dec.Result.State != store.Succeeded || dec.Deployment.State != store.Succeeded {
 		t.Fatalf("second approval: %+v %v", dec, err)
 	}

@@ -39,7 +39,7 @@ type DecisionRequest struct {
 
 // promoter runs one promotion operation in the server. started receives
 // the id of the deployment it starts, if it starts one.
-func (s *Server) promoter(c *call, started chan<- int64) (*promote.Promoter, error) {
+func (s *Server) promoter(c *call, started chan<- int64, opts ...promote.Option) (*promote.Promoter, error) {
 	f, err := config.Load(s.opts.ConfigPath)
 	if err != nil {
 		return nil, err
@@ -53,7 +53,8 @@ func (s *Server) promoter(c *call, started chan<- int64) (*promote.Promoter, err
 		}
 		return startingRunner{sess.eng, started}, func() { sess.rt.Close() }, nil
 	}
-	return promote.New(f, s.st, engines, promote.WithAudit(s.audit), promote.WithLogger(s.log)), nil
+	opts = append([]promote.Option{promote.WithAudit(s.audit), promote.WithLogger(s.log)}, opts...)
+	return promote.New(f, s.st, engines, opts...), nil
 }
 
 // startingRunner tells when an approved deployment starts to run.
@@ -81,9 +82,9 @@ func (c *call) actor() promote.Actor {
 // runPromotion runs op in the server (not in the request): when op starts a
 // deployment, the answer is 202 with its id as for a deploy; otherwise it
 // is op's own answer.
-func (s *Server) runPromotion(c *call, kind string, op func(p *promote.Promoter) (any, *deploy.Result, error)) (int, any, error) {
+func (s *Server) runPromotion(c *call, kind string, op func(p *promote.Promoter) (any, *deploy.Result, error), opts ...promote.Option) (int, any, error) {
 	started := make(chan int64, 1)
-	p, err := s.promoter(c, started)
+	p, err := s.promoter(c, started, opts...)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -192,6 +193,13 @@ func (s *Server) decide(c *call, approve bool) (int, any, error) {
 		return 0, nil, err
 	}
 	c.selfAudited = true
+	verb := "approve"
+	if !approve {
+		verb = "reject"
+	}
+	counted := promote.WithDecisionHook(func(_ store.Decision, err error) {
+		s.m.decisions.WithLabelValues(d.Env, verb, outcomeOf(err)).Inc()
+	})
 	return s.runPromotion(c, "deploy", func(p *promote.Promoter) (any, *deploy.Result, error) {
 		var dec *promote.Decision
 		var err error
@@ -200,16 +208,11 @@ func (s *Server) decide(c *call, approve bool) (int, any, error) {
 		} else {
 			dec, err = p.Reject(s.baseCtx, c.actor(), id, req.Comment)
 		}
-		verb := "approve"
-		if !approve {
-			verb = "reject"
-		}
-		s.m.decisions.WithLabelValues(d.Env, verb, outcomeOf(err)).Inc()
 		if dec == nil {
 			return nil, nil, err
 		}
 		return dec, dec.Result, err
-	})
+	}, counted)
 }
 
 func (s *Server) approve(c *call) (int, any, error) { return s.decide(c, true) }
