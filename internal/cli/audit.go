@@ -251,6 +251,14 @@ somewhere the server cannot write (an archive, a SIEM).`,
 	return cmd
 }
 
+// pruneResult is what gantry audit prune cut, locally or through the
+// server's POST /api/v1/audit/prune (the same JSON).
+type pruneResult struct {
+	Before     time.Time        `json:"before"`
+	Cut        int64            `json:"cut"`
+	Checkpoint audit.Checkpoint `json:"checkpoint"`
+}
+
 func newAuditPruneCmd(g *globals) *cobra.Command {
 	var before string
 	cmd := &cobra.Command{
@@ -259,7 +267,10 @@ func newAuditPruneCmd(g *globals) *cobra.Command {
 		Long: `Delete the audit events older than --before and record a checkpoint: the
 hash of the last event cut and how many were cut. gantry audit verify then
 checks what remains from that checkpoint. The prune itself is audited.
-Export first what you must keep (gantry audit export).`,
+Export first what you must keep (gantry audit export).
+
+Against a server (GANTRY_SERVER, or a context) it needs an admin token, and
+an age is counted from the server's clock.`,
 		Example: "  gantry audit export > audit-archive.jsonl && gantry audit prune --before 365d",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -270,25 +281,36 @@ Export first what you must keep (gantry audit export).`,
 			if err != nil {
 				return err
 			}
-			_, st, err := g.openStore()
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			l := audit.Open(st)
-			n, cp, err := l.Prune(cmd.Context(), t)
-			if err != nil {
-				return err
-			}
-			if _, err := l.Append(cmd.Context(), audit.Event{Actor: localActor(), Role: string(auth.Admin), Action: "audit.prune", Object: "audit",
-				Client: "local", Detail: map[string]string{"before": t.UTC().Format(time.RFC3339), "cut": strconv.FormatInt(n, 10), "checkpoint_id": strconv.FormatInt(cp.ID, 10)}}); err != nil {
-				return err
+			var res pruneResult
+			if c, err := g.remote(); c != nil || err != nil {
+				if err != nil {
+					return err
+				}
+				if err := c.Post(cmd.Context(), "/api/v1/audit/prune", map[string]string{"before": before}, &res); err != nil {
+					return err
+				}
+			} else {
+				_, st, err := g.openStore()
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				l := audit.Open(st)
+				n, cp, err := l.Prune(cmd.Context(), t)
+				if err != nil {
+					return err
+				}
+				if _, err := l.Append(cmd.Context(), audit.Event{Actor: localActor(), Role: string(auth.Admin), Action: "audit.prune", Object: "audit",
+					Client: "local", Detail: map[string]string{"before": t.UTC().Format(time.RFC3339), "cut": strconv.FormatInt(n, 10), "checkpoint_id": strconv.FormatInt(cp.ID, 10)}}); err != nil {
+					return err
+				}
+				res = pruneResult{Before: t.UTC(), Cut: n, Checkpoint: cp}
 			}
 			if g.output == "json" {
-				return g.printJSON(map[string]any{"cut": n, "checkpoint": cp})
+				return g.printJSON(res)
 			}
 			fmt.Fprintf(g.stdout, "pruned %d audit events older than %s; the log now starts after event %d (%d pruned in all)\n",
-				n, t.Local().Format("2006-01-02 15:04:05"), cp.ID, cp.Pruned)
+				res.Cut, res.Before.Local().Format("2006-01-02 15:04:05"), res.Checkpoint.ID, res.Checkpoint.Pruned)
 			return nil
 		},
 	}

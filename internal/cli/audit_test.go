@@ -1,13 +1,19 @@
 package cli
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gantryhq/gantry/internal/audit"
+	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/server"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -101,5 +107,82 @@ func TestTokenAndAuditCommands(t *testing.T) {
 	out, errb, code = run(t, dir, "audit", "verify")
 	if code != 0 || !strings.Contains(out, "verified: 1 events") || !strings.Contains(out, "2 older events pruned") {
 		t.Fatalf("verify after prune: %d %s %s", code, out, errb)
+	}
+}
+
+// TestAuditPruneThroughServer: gantry audit prune against a server cuts
+// through POST /api/v1/audit/prune, with an admin token only, and prints
+// what the local command prints; the log still verifies from the
+// checkpoint, and the prune's own event, written after the cut, stays.
+func TestAuditPruneThroughServer(t *testing.T) {
+	dir := tokenProject(t)
+	for _, name := range []string{"a", "b", "c"} {
+		if _, errb, code := run(t, dir, "token", "create", "--name", name, "--role", "viewer"); code != 0 {
+			t.Fatalf("token create %s: %s", name, errb)
+		}
+	}
+	cut := time.Now().UTC()
+	time.Sleep(10 * time.Millisecond)
+	st, err := store.Open(filepath.Join(dir, ".gantry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, err := server.New(server.Options{ConfigPath: filepath.Join(dir, "gantry.yaml"), StateDir: filepath.Join(dir, ".gantry"), Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	srv.Start(context.Background())
+	t.Cleanup(func() {
+		ts.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	admin, _, err := auth.New(st).Create(context.Background(), auth.CreateOptions{Name: "root", Role: auth.Admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	editor, _, err := auth.New(st).Create(context.Background(), auth.CreateOptions{Name: "ci", Role: auth.Editor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GANTRY_SERVER", ts.URL)
+	before := cut.Format(time.RFC3339Nano)
+
+	t.Setenv("GANTRY_TOKEN", editor)
+	if _, errb, code := run(t, dir, "audit", "prune", "--before", before); code != ExitUsage || !strings.Contains(errb, "needs admin") {
+		t.Fatalf("prune as an editor: exit %d %s", code, errb)
+	}
+	t.Setenv("GANTRY_TOKEN", admin)
+	out, errb, code := run(t, dir, "audit", "prune", "--before", before, "--output", "json")
+	var res pruneResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("prune as an admin: exit %d %s%s", code, out, errb)
+	}
+	if res.Cut != 3 || res.Checkpoint.ID != 3 || res.Checkpoint.Pruned != 3 || !res.Before.Equal(cut.Truncate(time.Microsecond)) && !res.Before.Equal(cut) {
+		t.Fatalf("prune: %+v, want the 3 token events cut before %s", res, before)
+	}
+	out, errb, code = run(t, dir, "audit", "verify")
+	if code != 0 || !strings.Contains(out, "from the checkpoint after event 3 (3 older events pruned)") {
+		t.Fatalf("verify after the prune: exit %d %s%s", code, out, errb)
+	}
+	var evs []audit.Event
+	out, _, _ = run(t, dir, "audit", "--output", "json")
+	if err := json.Unmarshal([]byte(out), &evs); err != nil || len(evs) == 0 {
+		t.Fatalf("audit: %v %s", err, out)
+	}
+	if e := evs[0]; e.Action != "audit.prune" || e.Actor != "root" || e.Detail["cut"] != "3" || e.Detail["checkpoint_id"] != "3" {
+		t.Fatalf("the newest event is not the prune: %+v", e)
+	}
+	for _, e := range evs {
+		if e.ID <= 3 {
+			t.Fatalf("event %d is still listed after the cut", e.ID)
+		}
+	}
+	out, _, code = run(t, dir, "audit", "prune", "--before", "2000-01-01")
+	if code != 0 || !strings.HasPrefix(out, "pruned 0 audit events older than 2000-01-01") {
+		t.Fatalf("prune of nothing: exit %d %s", code, out)
 	}
 }

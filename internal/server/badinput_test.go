@@ -103,6 +103,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 			{name: "before_id", path: "/api/v1/audit?before_id=x", want: 400},
 		},
 		"GET /api/v1/audit/export": {{name: "since", path: "/api/v1/audit/export?since=x", want: 400}},
+		"POST /api/v1/audit/prune": bodyCases("/api/v1/audit/prune",
+			bad{name: "no before", path: "/api/v1/audit/prune", body: `{}`, want: 422},
+			bad{name: "before a number", path: "/api/v1/audit/prune", body: `{"before": 365}`, want: 400},
+			bad{name: "before a word", path: "/api/v1/audit/prune", body: `{"before": "last year"}`, want: 422},
+		),
 		"POST /api/v1/alerts/{id}/ack": {
 			{name: "bad id", path: "/api/v1/alerts/x/ack", want: 400},
 			{name: "unknown id", path: "/api/v1/alerts/99999/ack", want: 404},

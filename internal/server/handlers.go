@@ -56,6 +56,7 @@ func (s *Server) table() []*route {
 		{Method: "GET", Path: "/api/v1/audit", Rule: Rule{Role: auth.Admin}, handle: s.auditList},
 		{Method: "GET", Path: "/api/v1/audit/verify", Rule: Rule{Role: auth.Admin}, handle: s.auditVerify},
 		{Method: "GET", Path: "/api/v1/audit/export", Rule: Rule{Role: auth.Admin}, handle: s.auditExport},
+		{Method: "POST", Path: "/api/v1/audit/prune", Rule: Rule{Role: auth.Admin}, Action: "audit.prune", handle: s.auditPrune},
 
 		{Method: "GET", Path: "/api/v1/alerts", Rule: Rule{Role: auth.Viewer, Scope: ScopeFilter}, handle: s.alertList},
 		{Method: "POST", Path: "/api/v1/alerts/{id}/ack", Rule: Rule{Role: auth.Editor, Scope: ScopeObject}, Action: "alert.ack", handle: s.alertAck},
@@ -394,6 +395,51 @@ func (s *Server) auditList(c *call) (int, any, error) {
 func (s *Server) auditVerify(c *call) (int, any, error) {
 	rep, err := s.audit.Verify(c.ctx())
 	return http.StatusOK, rep, err
+}
+
+// PruneRequest is the body of POST /api/v1/audit/prune.
+type PruneRequest struct {
+	// Before is an age (365d) or a time (2025-01-01): events older than it
+	// are cut.
+	Before string `json:"before"`
+}
+
+// PruneResult is what a prune cut, as gantry audit prune --output json
+// prints it.
+type PruneResult struct {
+	Before     time.Time        `json:"before"`
+	Cut        int64            `json:"cut"`
+	Checkpoint audit.Checkpoint `json:"checkpoint"`
+}
+
+// auditPrune cuts old events and records the checkpoint; the request's own
+// audit event (audit.prune, with what was cut) is appended after the cut,
+// so it stays.
+func (s *Server) auditPrune(c *call) (int, any, error) {
+	var req PruneRequest
+	if err := c.decode(&req); err != nil {
+		return 0, nil, err
+	}
+	c.object = "audit"
+	if req.Before == "" {
+		e := apiErr(http.StatusUnprocessableEntity, CodeInvalidInput, "before is required: an age like 365d or a time like 2025-01-01; events older than it are cut")
+		e.Field = "before"
+		return 0, nil, e
+	}
+	before, err := audit.ParseWhen(req.Before, time.Now())
+	if err != nil {
+		e := apiErr(http.StatusUnprocessableEntity, CodeInvalidInput, "before: %v", err)
+		e.Field = "before"
+		return 0, nil, e
+	}
+	n, cp, err := s.audit.Prune(c.ctx(), before)
+	if err != nil {
+		return 0, nil, err
+	}
+	c.note("before", before.UTC().Format(time.RFC3339))
+	c.note("cut", strconv.FormatInt(n, 10))
+	c.note("checkpoint_id", strconv.FormatInt(cp.ID, 10))
+	return http.StatusOK, PruneResult{Before: before.UTC(), Cut: n, Checkpoint: cp}, nil
 }
 
 func (s *Server) auditExport(c *call) (int, any, error) {

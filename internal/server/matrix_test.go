@@ -85,6 +85,7 @@ func samples(t *testing.T, deploymentID int64) map[string]sample {
 		"GET /api/v1/audit":                     {path: "/api/v1/audit", ok: 200, role: auth.Admin},
 		"GET /api/v1/audit/verify":              {path: "/api/v1/audit/verify", ok: 200, role: auth.Admin},
 		"GET /api/v1/audit/export":              {path: "/api/v1/audit/export", ok: 200, role: auth.Admin},
+		"POST /api/v1/audit/prune":              {path: "/api/v1/audit/prune", body: `{"before":"2000-01-01"}`, ok: 200, role: auth.Admin},
 		"GET /api/v1/alerts":                    {path: "/api/v1/alerts?all=1", ok: 200, role: auth.Viewer},
 		"POST /api/v1/alerts/{id}/ack":          {path: "/api/v1/alerts/1/ack", ok: 200, role: auth.Editor, env: true},
 	}
