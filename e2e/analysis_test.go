@@ -197,7 +197,7 @@ receivers:
 	waitFor(t, 20*time.Second, "the analysis alert at the critical receiver", func() bool {
 		return strings.Contains(hook.body(), `"alertname":"GantryAnalysisFailed"`)
 	})
-	if b := hook.body(); !strings.Contains(b, `"release":"2.0.0"`) || !strings.Contains(b, `"severity":"critical"`) || !strings.Contains(b, "threshold: result \\u003c 0.05") {
+	if b := hook.body(); !strings.Contains(b, `"release":"2.0.0"`) || !strings.Contains(b, `"severity":"critical"`) || !strings.Contains(b, "threshold: success_if result \\u003c 0.05") {
 		t.Errorf("alert at the receiver: %s", b)
 	}
 	if r := p.run("alerts", "--output", "json"); r.code != 0 || !strings.Contains(r.stdout, "GantryAnalysisFailed") || !strings.Contains(r.stdout, "GantryRolledBack") {

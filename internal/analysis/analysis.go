@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +96,8 @@ func (m Measurement) String() string {
 	}
 	return s
 }
+
+var newlines = regexp.MustCompile(`\s*\n\s*`)
 
 // keepMeasurements bounds a check's recorded measurements: the first ones
 // and the latest, which show the trend and the verdict.
@@ -216,7 +219,9 @@ func (a *Analyzer) Start(ctx context.Context, d config.QueryData, onMeasure func
 		qd := d
 		qd.Service = c.Service
 		q, err := c.Render(qd)
-		cr.Query = q
+		// A query written over several lines (a YAML block) reads as one in
+		// reports and messages; PromQL strings cannot hold a raw newline.
+		cr.Query = strings.TrimSpace(newlines.ReplaceAllString(q, " "))
 		if err != nil {
 			cr.Phase, cr.Reason = Inconclusive, "query template: "+err.Error()
 		}

@@ -110,17 +110,7 @@ escalates the ones nobody acknowledged; "gantry alerts ack ID" stops that.`,
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tSEVERITY\tALERT\tWHERE\tSINCE\tSUMMARY")
 			for _, a := range as {
-				state := "firing"
-				if !a.Firing() {
-					state = "resolved"
-				} else if a.AckedBy != "" {
-					state = "acked by " + a.AckedBy
-				}
-				where := a.Env
-				if a.Service != "" {
-					where += "/" + a.Service
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, state, a.Severity, a.Name, where, a.StartsAt.Local().Format("2006-01-02 15:04:05"), a.Summary)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, alertState(a), a.Severity, a.Name, alertWhere(a), a.StartsAt.Local().Format("2006-01-02 15:04:05"), a.Summary)
 			}
 			return tw.Flush()
 		},
@@ -210,7 +200,7 @@ func newAlertsShowCmd(g *globals) *cobra.Command {
 			if g.output == "json" {
 				return g.printJSON(AlertWithDeliveries{a, ds})
 			}
-			fmt.Fprintf(g.stdout, "alert %d %s (%s) %s/%s %s\n%s\n", a.ID, a.Name, a.Severity, a.Env, a.Service, a.Release, a.Summary)
+			fmt.Fprintf(g.stdout, "alert %d %s (%s) in %s, release %s, %s\n%s\n", a.ID, a.Name, a.Severity, alertWhere(a), a.Release, alertState(a), a.Summary)
 			if a.Description != "" {
 				fmt.Fprintln(g.stdout, strings.TrimSpace(a.Description))
 			}
@@ -234,4 +224,21 @@ func notFoundIsInput(err error) error {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	return err
+}
+
+func alertState(a *store.Alert) string {
+	switch {
+	case !a.Firing():
+		return "resolved"
+	case a.AckedBy != "":
+		return "acked by " + a.AckedBy
+	}
+	return "firing"
+}
+
+func alertWhere(a *store.Alert) string {
+	if a.Service != "" {
+		return a.Env + "/" + a.Service
+	}
+	return a.Env
 }

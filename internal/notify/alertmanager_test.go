@@ -42,7 +42,7 @@ receivers:
 	res := &deploy.Result{Deployment: 4, Project: "shop", Env: "staging", Release: "2.0.0", Previous: "1.0.0", State: store.RolledBack,
 		Reason: "analysis failed: check error-rate failed", Failure: &deploy.Failure{Service: "web", Check: "analysis", Reason: "check error-rate failed"},
 		Analysis: &analysis.Report{Phase: analysis.Failed, Reason: "check error-rate failed", Checks: []analysis.CheckReport{{
-			Name: "error-rate", Query: `sum(rate(http_requests_total{code="500",version="2.0.0"}[1m]))`, SuccessIf: "result < 0.01", Phase: analysis.Failed,
+			Name: "error-rate", Service: "web", Query: `sum(rate(http_requests_total{code="500",version="2.0.0"}[1m]))`, SuccessIf: "result < 0.01", Phase: analysis.Failed,
 			Measurements: []analysis.Measurement{{Check: "error-rate", Phase: analysis.Failed, Values: []analysis.Value{0.25}}}}}}}
 	if err := m.DeploymentFinished(ctx, res); err != nil {
 		t.Fatal(err)
@@ -51,10 +51,10 @@ receivers:
 	w := warn.waitGot(t, 1, "warning receiver")[0]
 	ca := c["alerts"].([]any)[0].(map[string]any)
 	labels := ca["labels"].(map[string]any)
-	if labels["alertname"] != AnalysisFailed || labels["severity"] != "critical" || labels["env"] != "staging" || labels["release"] != "2.0.0" || c["status"] != "firing" {
+	if labels["alertname"] != AnalysisFailed || labels["severity"] != "critical" || labels["env"] != "staging" || labels["service"] != "web" || labels["release"] != "2.0.0" || c["status"] != "firing" {
 		t.Errorf("critical receiver got %v", c)
 	}
-	if desc := ca["annotations"].(map[string]any)["description"].(string); desc == "" || !contains(desc, "threshold: result < 0.01") || !contains(desc, "0.25") {
+	if desc := ca["annotations"].(map[string]any)["description"].(string); desc == "" || !contains(desc, "threshold: success_if result < 0.01") || !contains(desc, "0.25") {
 		t.Errorf("the analysis alert lacks the query, threshold or value: %q", desc)
 	}
 	if wl := w["alerts"].([]any)[0].(map[string]any)["labels"].(map[string]any); wl["alertname"] != RolledBack || wl["severity"] != "warning" {

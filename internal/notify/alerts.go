@@ -59,16 +59,24 @@ func (m *Manager) DeploymentFinished(ctx context.Context, res *deploy.Result) er
 	}
 	if analysisFailed && res.Analysis != nil {
 		desc := res.Analysis.Reason
+		a := m.alert(AnalysisFailed, res.Env, "", res.Release, res.Deployment,
+			fmt.Sprintf("the analysis of release %s in %s %s", res.Release, res.Env, res.Analysis.Phase), "")
 		if c := res.Analysis.Decisive(); c != nil && len(c.Measurements) > 0 {
 			last := c.Measurements[len(c.Measurements)-1]
-			cond := c.SuccessIf
-			if cond == "" {
-				cond = "not (" + c.FailIf + ")"
+			var conds []string
+			if c.SuccessIf != "" {
+				conds = append(conds, "success_if "+c.SuccessIf)
 			}
-			desc = fmt.Sprintf("check %s: %s\nquery: %s\nthreshold: %s\nlast measurement: %s", c.Name, c.Reason, c.Query, cond, last)
+			if c.FailIf != "" {
+				conds = append(conds, "fail_if "+c.FailIf)
+			}
+			desc = fmt.Sprintf("check %s: %s\nquery: %s\nthreshold: %s\nlast measurement: %s", c.Name, c.Reason, c.Query, strings.Join(conds, "; "), last)
+			// The service labels the alert; the condition stays the
+			// environment's (a later success resolves it).
+			a.Service = c.Service
 		}
-		fire(m.alert(AnalysisFailed, res.Env, "", res.Release, res.Deployment,
-			fmt.Sprintf("the analysis of release %s in %s %s", res.Release, res.Env, res.Analysis.Phase), desc))
+		a.Description = desc
+		fire(a)
 	}
 	return errors.Join(errs...)
 }
