@@ -195,7 +195,9 @@ func round(ctx context.Context, o options, work, promURL string, n int) (Round, 
 	os.MkdirAll(dir, 0o755)
 	defer removeProject(project)
 	rep := strings.NewReplacer("PROJECT", project, "PORT", fmt.Sprint(o.appPort), "IMAGE", o.oldImage, "PROM", promURL, "INTERVAL", o.interval.String())
-	write := func(name, s string) error { return os.WriteFile(filepath.Join(dir, name), []byte(rep.Replace(s)), 0o644) }
+	write := func(name, s string) error {
+		return os.WriteFile(filepath.Join(dir, name), []byte(rep.Replace(s)), 0o644)
+	}
 	if err := write("compose.yaml", composeYAML); err != nil {
 		return r, err
 	}
