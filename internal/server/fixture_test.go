@@ -116,7 +116,9 @@ func newFixtureWith(t testing.TB, gantryYAML, img string, files map[string]strin
 	f.st = st
 	f.reg = prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.srv, err = New(Options{ConfigPath: filepath.Join(f.dir, "gantry.yaml"), StateDir: state, Store: st, Log: log, Registry: f.reg, Resync: time.Second, ShutdownGrace: 5 * time.Second})
+	f.srv, err = New(Options{ConfigPath: filepath.Join(f.dir, "gantry.yaml"), StateDir: state, Store: st, Log: log, Registry: f.reg, Resync: time.Second, ShutdownGrace: 5 * time.Second,
+		// The role matrix checks that each failed login is audited with its request id.
+		LoginFailuresPerMinute: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -362,6 +362,15 @@ func (s *Server) auditRequest(c *call, status int) {
 	if c.id != nil {
 		ev.Actor, ev.Role = c.id.Name, string(c.id.Role)
 	}
+	if outcome == audit.LoginFailed {
+		single, due := s.logins.allow(c.r.RemoteAddr, c.detail["reason"], c.reqID)
+		for _, d := range due {
+			s.appendAudit(c.ctx(), d)
+		}
+		if !single {
+			return
+		}
+	}
 	s.appendAudit(c.ctx(), ev)
 }
 

@@ -52,6 +52,10 @@ type Options struct {
 	// AlertTick is how often alerts are repeated, escalated and resynced
 	// (default 5s).
 	AlertTick time.Duration
+	// LoginFailuresPerMinute is how many failed logins per client address
+	// and minute are audited one by one; the rest of the minute are audited
+	// as one event with their count (default 20; negative: every one).
+	LoginFailuresPerMinute int
 }
 
 // Server is the control plane. Create it with New, serve Handler, call
@@ -81,6 +85,8 @@ type Server struct {
 	watchers map[string]*watcher
 	// lists keeps the encoded answers of history and audit list requests.
 	lists listCache
+	// logins decides which failed logins are audited one by one.
+	logins *loginLimiter
 
 	runMu   sync.Mutex
 	running map[string][]*runningDeploy
@@ -113,8 +119,12 @@ func New(o Options) (*Server, error) {
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = time.Minute
 	}
+	if o.LoginFailuresPerMinute == 0 {
+		o.LoginFailuresPerMinute = DefaultLoginFailuresPerMinute
+	}
 	s := &Server{opts: o, project: f.Project, envs: f.EnvNames(), st: o.Store, log: o.Log,
-		tokens: auth.New(o.Store), audit: audit.Open(o.Store), reg: o.Registry, watchers: map[string]*watcher{}, running: map[string][]*runningDeploy{}}
+		tokens: auth.New(o.Store), audit: audit.Open(o.Store), reg: o.Registry, watchers: map[string]*watcher{}, running: map[string][]*runningDeploy{},
+		logins: newLoginLimiter(o.LoginFailuresPerMinute)}
 	s.m = newMetrics(o.Registry, o.Store, f.Project, s.envs, func(err error) {
 		o.Log.Warn("metrics: reading the record failed", "err", err)
 	})
@@ -160,6 +170,11 @@ func (s *Server) Start(ctx context.Context) {
 			w.run(s.baseCtx)
 		}()
 	}
+	s.watchWG.Add(1)
+	go func() {
+		defer s.watchWG.Done()
+		s.flushLogins(s.baseCtx)
+	}()
 	s.runAlerts()
 	s.started.Store(true)
 }
