@@ -40,7 +40,7 @@ test: deps ## go vet, then all tests (integration tests need Docker and run)
 demo: deps build ## run the end-to-end demo (examples/demo.sh)
 	GANTRY=$(GANTRY) bash examples/demo.sh
 
-bench: deps build ## gantry deploy vs compose up --wait, push vs crane and docker push, version vs git log, scan gate vs trivy convert, proxy vs nginx, analysis rollback (BENCH_PARTS)
+bench: deps build ## gantry deploy vs compose up --wait, push vs crane and docker push, version vs git log, scan gate vs trivy convert, proxy vs nginx, analysis rollback, health view cached vs not (BENCH_PARTS)
 	GANTRY=$(GANTRY) bash bench/run.sh
 
 lint: ## gofmt, go vet and staticcheck

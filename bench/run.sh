@@ -7,12 +7,13 @@
 # (gantry tags against git log on 10,000 commits), bench/lint.sh and bench/server.sh
 # (gantry server's list requests, /readyz and memory under a bounded load), and
 # bench/scan.sh (the scan gate's decision over a large Trivy report, beside trivy convert),
-# and bench/proxy.sh (the gantry proxy's throughput and latency beside nginx and direct).
+# and bench/proxy.sh (the gantry proxy's throughput and latency beside nginx and direct),
+# and bench/health.sh (the health view /health/{env} of 20 services, cached and not).
 #
 # Environment: GANTRY (gantry binary, default bin/gantry), BENCH_ROUNDS (default 3),
 # BENCH_IMAGE / BENCH_BAD_IMAGE (default gantry-example/app:1.0.0 / :2.0.0-unhealthy),
 # BENCH_SKIP_IMAGES=1 to use images already built, BENCH_PARTS (default
-# "deploy push version lint server scan proxy analysis") to run only some parts. Extra arguments go to gantry-bench
+# "deploy push version lint server scan proxy analysis health") to run only some parts. Extra arguments go to gantry-bench
 # (e.g. -compose-only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ export PATH="/usr/local/go/bin:$PATH"
 GANTRY="${GANTRY:-$PWD/bin/gantry}"
 export GANTRY
 
-PARTS=" ${BENCH_PARTS:-deploy push version lint server scan proxy analysis} "
+PARTS=" ${BENCH_PARTS:-deploy push version lint server scan proxy analysis health} "
 
 if [[ $PARTS == *" deploy "* ]]; then
 	bash scripts/ensure-compose.sh
@@ -60,3 +61,6 @@ if [[ $PARTS == *" proxy "* ]]; then bash bench/proxy.sh; fi
 
 # Analysis: from a failing measurement to the previous release serving.
 if [[ $PARTS == *" analysis "* ]]; then bash bench/analysis.sh; fi
+
+# The health view: /health/{env} of 20 services from its cache, and without.
+if [[ $PARTS == *" health "* ]]; then bash bench/health.sh; fi
