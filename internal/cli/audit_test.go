@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/auth"
-	"github.com/gantryhq/gantry/internal/server"
 	"github.com/gantryhq/gantry/internal/store"
 )
 
@@ -123,23 +121,7 @@ func TestAuditPruneThroughServer(t *testing.T) {
 	}
 	cut := time.Now().UTC()
 	time.Sleep(10 * time.Millisecond)
-	st, err := store.Open(filepath.Join(dir, ".gantry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Options{ConfigPath: filepath.Join(dir, "gantry.yaml"), StateDir: filepath.Join(dir, ".gantry"), Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	srv.Start(context.Background())
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	url, st := serveProject(t, dir)
 	admin, _, err := auth.New(st).Create(context.Background(), auth.CreateOptions{Name: "root", Role: auth.Admin})
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +130,7 @@ func TestAuditPruneThroughServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("GANTRY_SERVER", ts.URL)
+	t.Setenv("GANTRY_SERVER", url)
 	before := cut.Format(time.RFC3339Nano)
 
 	t.Setenv("GANTRY_TOKEN", editor)

@@ -25,11 +25,8 @@ import (
 // the CLI runs in local mode.
 func obsProject(t *testing.T) string {
 	t.Helper()
-	t.Setenv("GANTRY_SERVER", "")
-	t.Setenv("GANTRY_CONTEXT", "local")
 	img := testenv.Image(t, testenv.Healthy)
-	dir := t.TempDir()
-	gantry := fmt.Sprintf(`project: %s
+	return writeProject(t, fmt.Sprintf(`project: %s
 compose: compose.yaml
 environments:
   staging:
@@ -39,8 +36,7 @@ environments:
       cache: 1m
       probes:
         web: { http: { port: 8080, path: /healthz } }
-`, testenv.Project(t, "obs"))
-	compose := fmt.Sprintf(`services:
+`, testenv.Project(t, "obs")), fmt.Sprintf(`services:
   web:
     image: %[1]s
     ports: ["127.0.0.1:%[2]d:8080"]
@@ -53,13 +49,46 @@ environments:
       interval: 500ms
       timeout: 1s
       retries: 2
-`, img, obsFreePort(t))
+`, img, obsFreePort(t)))
+}
+
+// writeProject writes gantry.yaml and compose.yaml into a temporary
+// directory for the CLI in local mode, and returns it.
+func writeProject(t *testing.T, gantry, compose string) string {
+	t.Helper()
+	t.Setenv("GANTRY_SERVER", "")
+	t.Setenv("GANTRY_CONTEXT", "local")
+	dir := t.TempDir()
 	for name, content := range map[string]string{"gantry.yaml": gantry, "compose.yaml": compose} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return dir
+}
+
+// serveProject runs gantry server over the project in dir (its store in
+// .gantry) until the test ends, and returns its URL and the store.
+func serveProject(t *testing.T, dir string) (string, *store.Store) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(dir, ".gantry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, err := server.New(server.Options{ConfigPath: filepath.Join(dir, "gantry.yaml"), StateDir: filepath.Join(dir, ".gantry"), Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	srv.Start(context.Background())
+	t.Cleanup(func() {
+		ts.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return ts.URL, st
 }
 
 func obsFreePort(t *testing.T) int {
@@ -106,28 +135,12 @@ func TestHealthCommand(t *testing.T) {
 	}
 
 	// The same through a server: the view comes from its cache.
-	st, err := store.Open(filepath.Join(dir, ".gantry"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv, err := server.New(server.Options{ConfigPath: filepath.Join(dir, "gantry.yaml"), StateDir: filepath.Join(dir, ".gantry"), Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	srv.Start(context.Background())
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	url, st := serveProject(t, dir)
 	tok, _, err := auth.New(st).Create(context.Background(), auth.CreateOptions{Name: "ci", Role: auth.Viewer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("GANTRY_SERVER", ts.URL)
+	t.Setenv("GANTRY_SERVER", url)
 	t.Setenv("GANTRY_TOKEN", tok)
 	out, errb, code = run(t, dir, "health", "staging")
 	if code != 0 || !strings.Contains(out, "staging: healthy, release 1.0.0 (checked 0s ago, cached for 1m0s)") {

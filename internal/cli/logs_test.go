@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -19,12 +18,8 @@ import (
 // a numbered line to stdout every 100ms (and their start line to stderr).
 func logsProject(t *testing.T) string {
 	t.Helper()
-	t.Setenv("GANTRY_SERVER", "")
-	t.Setenv("GANTRY_CONTEXT", "local")
 	img := testenv.Image(t, testenv.Healthy)
-	dir := t.TempDir()
-	gantry := fmt.Sprintf("project: %s\ncompose: compose.yaml\nenvironments:\n  staging:\n    health: { window: 30s, min_healthy: 200ms }\n", testenv.Project(t, "logs"))
-	compose := fmt.Sprintf(`services:
+	return writeProject(t, fmt.Sprintf("project: %s\ncompose: compose.yaml\nenvironments:\n  staging:\n    health: { window: 30s, min_healthy: 200ms }\n", testenv.Project(t, "logs")), fmt.Sprintf(`services:
   web:
     image: %[1]s
     environment: { APP_TICK: 100ms }
@@ -33,13 +28,7 @@ func logsProject(t *testing.T) string {
     image: %[1]s
     environment: { APP_TICK: 100ms }
     read_only: true
-`, img)
-	for name, content := range map[string]string{"gantry.yaml": gantry, "compose.yaml": compose} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+`, img))
 }
 
 // TestLogs: gantry logs against real containers: every line whole and
