@@ -185,3 +185,16 @@ func TestSecretNeverPrints(t *testing.T) {
 		}
 	}
 }
+
+func TestReceiverPathsRelativeToGantryYAML(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "gantry.yaml")
+	os.WriteFile(p, []byte("project: shop\nenvironments: { staging: {} }\nnotify:\n  routes: [ { to: [hook] } ]\n  receivers:\n    hook: { type: webhook, url_file: secrets/hook }\n"), 0o644)
+	f, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Notify.Receivers["hook"].Secret.File; got != filepath.Join(dir, "secrets", "hook") {
+		t.Errorf("url_file resolved to %s", got)
+	}
+}

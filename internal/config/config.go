@@ -470,7 +470,7 @@ func Parse(path, abs string, data []byte) (*File, error) {
 		}
 		return nil, ye
 	}
-	v := validator{path: path, root: root.Content[0]}
+	v := validator{path: path, root: root.Content[0], dir: f.Dir}
 	v.file(f)
 	if v.err != nil {
 		return nil, v.err
@@ -513,6 +513,8 @@ type validator struct {
 	err  error
 	// envs are the file's environment names, for references between them.
 	envs []string
+	// dir is gantry.yaml's directory, the base of relative paths.
+	dir string
 }
 
 func (v *validator) fail(msg string, path ...string) {

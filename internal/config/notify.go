@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -293,7 +294,7 @@ func (v *validator) receiver(r *Receiver) {
 		case file == "" && env == "":
 			v.fail(fmt.Sprintf("a %s receiver needs its %s: %s_file: /run/secrets/NAME or %s_env: NAME", r.Type, key, key, key), at()...)
 		}
-		r.Secret = Secret{File: file, Env: env}
+		r.Secret = Secret{File: v.abs(file), Env: env}
 	}
 	only := func(what string, set bool, keys string) {
 		if set {
@@ -335,8 +336,17 @@ func (v *validator) receiver(r *Receiver) {
 			}
 		}
 	}
+	r.CAFile = v.abs(r.CAFile)
 	only("email", r.Type != ReceiverEmail && (len(r.To) > 0 || r.From != "" || r.Smarthost != "" || r.Username != "" || r.PasswordFile != "" || r.PasswordEnv != "" || r.CAFile != ""), "to, from, smarthost, username, password_* and ca_file")
 	only("slack", r.Type != ReceiverSlack && (r.Channel != "" || r.WebhookURLFile != "" || r.WebhookURLEnv != ""), "channel and webhook_url_*")
 	only("pagerduty", r.Type != ReceiverPagerDuty && (r.EventsURL != "" || r.RoutingKeyFile != "" || r.RoutingKeyEnv != ""), "events_url and routing_key_*")
 	only("webhook", r.Type != ReceiverWebhook && (r.URLFile != "" || r.URLEnv != ""), "url_*")
+}
+
+// abs makes a path relative to gantry.yaml's directory absolute.
+func (v *validator) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) || v.dir == "" {
+		return p
+	}
+	return filepath.Join(v.dir, p)
 }
