@@ -239,7 +239,7 @@ func TestAnalysisUnreachablePrometheusRollsBack(t *testing.T) {
 	traffic(t, p.port)
 	p.deploy(0, "staging", "--release", "1.0.0", "--image", "web=IMG_healthy")
 	prom.Stop()
-	p.write("gantry.yaml", strings.Replace(strings.NewReplacer("PROM", prom.URL, "WATCH", "3s").Replace(analysisYAML), "inconclusive_limit: 20", "inconclusive_limit: 2", 1))
+	p.write("gantry.yaml", strings.Replace(strings.NewReplacer("PROM", prom.URL, "WATCH", "3s", "NOTIFY", "").Replace(analysisYAML), "inconclusive_limit: 20", "inconclusive_limit: 2", 1))
 	res := p.deploy(3, "staging", "--release", "2.0.0", "--image", "web=IMG_healthy-v2")
 	if res.Analysis == nil || res.Analysis.Phase != analysis.Inconclusive || !strings.Contains(res.Analysis.Reason, "Prometheus gave no answer") {
 		t.Fatalf("analysis: %+v", res.Analysis)

@@ -346,20 +346,8 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if err != nil {
 		return fail(&Failure{Check: checkAnalysis, Reason: err.Error()}, err)
 	}
-	applyCtx := ctx
-	if ver != nil {
-		defer ver.Stop()
-		var cancelApply context.CancelFunc
-		applyCtx, cancelApply = context.WithCancel(ctx)
-		defer cancelApply()
-		go func() {
-			select {
-			case <-ver.Failed():
-				cancelApply()
-			case <-applyCtx.Done():
-			}
-		}()
-	}
+	applyCtx, stopVerify := untilFailed(ctx, ver)
+	defer stopVerify()
 	// Services of one tier depend on none of each other: they start
 	// together, as compose does, and the next tier waits for all of them.
 	for _, tier := range Tiers(plan) {

@@ -131,20 +131,8 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 	if err != nil {
 		return fail(&Failure{Check: checkAnalysis, Reason: err.Error()}, err)
 	}
-	applyCtx := ctx
-	if ver != nil {
-		defer ver.Stop()
-		var cancelApply context.CancelFunc
-		applyCtx, cancelApply = context.WithCancel(ctx)
-		defer cancelApply()
-		go func() {
-			select {
-			case <-ver.Failed():
-				cancelApply()
-			case <-applyCtx.Done():
-			}
-		}()
-	}
+	applyCtx, stopVerify := untilFailed(ctx, ver)
+	defer stopVerify()
 	for _, tier := range Tiers(plan) {
 		type outcome struct {
 			sr  ServiceResult

@@ -74,6 +74,25 @@ func (e *Engine) startVerify(ctx context.Context, d *store.Deployment, prev *sto
 	}), nil
 }
 
+// untilFailed is ctx, cancelled as soon as ver fails, so that the health
+// gates (or the runtime's rollout) stop and the release rolls back; stop
+// ends it and the verification's measurements. With no verification it is
+// ctx itself.
+func untilFailed(ctx context.Context, ver Verification) (context.Context, func()) {
+	if ver == nil {
+		return ctx, func() {}
+	}
+	applyCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-ver.Failed():
+			cancel()
+		case <-applyCtx.Done():
+		}
+	}()
+	return applyCtx, func() { cancel(); ver.Stop() }
+}
+
 // verifyFailure is the failure of a verification that failed, else nil.
 func verifyFailure(v Verification) *Failure {
 	if v == nil {
