@@ -294,6 +294,9 @@ type applied struct {
 	newID   string
 	// stopped are the old containers this deployment stopped.
 	stopped []string
+	// switched: the proxy's route of the service (blue/green) may have
+	// been moved to newID; a rollback switches it back first.
+	switched bool
 }
 
 // run applies a plan as deployment d, with prev serving before it.
@@ -335,6 +338,9 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	}
 	if err := e.rt.Prepare(ctx, plan); err != nil {
 		return fail(&Failure{Check: "prepare", Reason: err.Error()}, err)
+	}
+	if err := e.requireProxy(ctx, plan); err != nil {
+		return fail(&Failure{Check: checkProxy, Reason: err.Error()}, err)
 	}
 	existing, err := e.rt.Containers(ctx, plan.Project, plan.Env)
 	if err != nil {
@@ -468,6 +474,7 @@ func (e *Engine) applyService(ctx context.Context, d *store.Deployment, plan *ru
 	if svc.Job {
 		sr.Strategy = "job"
 	}
+	sr.Strategy = routedStrategy(svc, sr.Strategy)
 	var olds []string
 	for _, c := range existing {
 		if c.Service == svc.Name && c.PlanID != plan.ID && (c.Running() || c.Restarting) {
@@ -548,6 +555,12 @@ func (e *Engine) applyService(ctx context.Context, d *store.Deployment, plan *ru
 		return a, sr, &Failure{Service: svc.Name, Check: string(v.Check), Reason: v.Reason, Logs: e.logs(context.WithoutCancel(ctx), c.ID)}, nil
 	}
 	e.report.Service(svc.Name, "healthy", v.Reason)
+	if svc.Route != nil && !svc.Job {
+		// Blue/green: the old containers keep running (bluegreen.go).
+		a.switched = true
+		f, err := e.switchTo(ctx, d, plan, svc, c)
+		return a, sr, f, err
+	}
 	if !svc.StopFirst {
 		if err := stopOld(); err != nil {
 			return a, sr, nil, err
@@ -589,7 +602,8 @@ func (e *Engine) rollbackFailed(ctx context.Context, d *store.Deployment, plan *
 	reason := f.String()
 	e.report.Note(reason)
 	rbStart := time.Now()
-	var errs []error
+	// Routes first, while the new containers still answer.
+	errs := e.switchBack(ctx, d, plan, prev, done)
 	var restarted []applied
 	for i := len(done) - 1; i >= 0; i-- {
 		a := done[i]

@@ -83,6 +83,9 @@ func (e *Engine) Plan(ctx context.Context, m *config.Model, release string, imag
 		}
 		s := &runtime.Service{Name: name, Config: sc, ImageRef: sc.Image, ImageID: img.ID, Digest: img.Digest, Job: m.IsJob(name)}
 		s.StopFirst = m.Strategy(name) == config.StrategyStopFirst
+		if err := e.planRoute(m, s); err != nil {
+			return nil, err
+		}
 		if m.Strategy(name) == config.StrategyStartFirst && m.FixedHostPort(name) {
 			e.report.Note(fmt.Sprintf("warning: %s publishes a fixed host port but strategy is start-first: the new container cannot bind it while the old one runs", name))
 		}

@@ -104,6 +104,9 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 		if err := e.converge(ctx, plan); err != nil {
 			return nil, fmt.Errorf("recovering %s: %w", env, err)
 		}
+		if err := e.routeServing(ctx, plan); err != nil {
+			e.report.Note(fmt.Sprintf("warning: the proxy's routes of %s were not restored: %v", env, err))
+		}
 		reason = fmt.Sprintf("rolled back to %s", serving.Release)
 	}
 	failpoint.Hit("recover:converged")

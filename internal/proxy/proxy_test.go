@@ -14,8 +14,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,7 +323,7 @@ func TestSwitchUnderLoad(t *testing.T) {
 	rp := startProxy(t, proxyConf{drain: drainTimeout})
 	mustSwitch(t, rp.p, "prod", "web", "shop.test", "/", blue, ReasonDeploy)
 
-	load := startLoad(t, rp.http, "shop.test", 200, 4*time.Second)
+	load := testenv.StartLoad(t, rp.http+"/", "shop.test", 200, 4*time.Second, releaseOf)
 	time.Sleep(500 * time.Millisecond)
 
 	// A long request and a WebSocket, both on blue.
@@ -388,13 +386,13 @@ func TestSwitchUnderLoad(t *testing.T) {
 		t.Errorf("drain cut %d, want 1 (the WebSocket)", r.Cut)
 	}
 
-	st := load.wait()
-	t.Logf("load: %d requests, %d failed, by release %v", st.total, st.failed, st.byRelease)
-	if st.failed != 0 {
-		t.Errorf("%d of %d requests failed across the switch: %v", st.failed, st.total, st.errors)
+	st := load.Wait()
+	t.Logf("load: %d requests, %d failed, by release %v", st.Total, st.Failed, st.ByKey)
+	if st.Failed != 0 {
+		t.Errorf("%d of %d requests failed across the switch: %v", st.Failed, st.Total, st.Errors)
 	}
-	if st.byRelease["blue"] == 0 || st.byRelease["green"] == 0 {
-		t.Errorf("requests by release %v: want both blue and green", st.byRelease)
+	if st.ByKey["blue"] == 0 || st.ByKey["green"] == 0 {
+		t.Errorf("requests by release %v: want both blue and green", st.ByKey)
 	}
 	if n := testutil.ToFloat64(rp.p.m.drainCut.WithLabelValues("prod", "web")); n != 1 {
 		t.Errorf("gantry_proxy_drain_cut_total = %v, want 1", n)
@@ -425,7 +423,7 @@ func TestRestartKeepsRoutes(t *testing.T) {
 	}
 	before := rp.p.State().State
 
-	load := startLoad(t, rp.http, "shop.test", 100, 3*time.Second)
+	load := testenv.StartLoad(t, rp.http+"/", "shop.test", 100, 3*time.Second, releaseOf)
 	time.Sleep(time.Second)
 	rp.stop()
 	if <-rp.stopped; rp.err != nil {
@@ -437,9 +435,9 @@ func TestRestartKeepsRoutes(t *testing.T) {
 	if !sameRoutes(before, after) {
 		t.Errorf("routes after the restart:\n%+v\nwant\n%+v", after, before)
 	}
-	st := load.wait()
-	if st.failedAfter(restarted) != 0 {
-		t.Errorf("%d requests failed after the restart: %v", st.failedAfter(restarted), st.errors)
+	st := load.Wait()
+	if n := st.FailedAfter(restarted); n != 0 {
+		t.Errorf("%d requests failed after the restart: %v", n, st.Errors)
 	}
 	if _, body := get(t, http.DefaultClient, rp2.http, "shop.test", "/api/x"); decodeEcho(t, body).Release != "green" {
 		t.Errorf("api after the restart: %s", body)
@@ -550,91 +548,15 @@ func wsEcho(t testing.TB, ws *websocket.Conn, msg string) string {
 	return got
 }
 
-// load is a bounded load generator: rate requests per second for a
-// duration, each one checked (status 200, no proxy error, a release).
-type load struct {
-	mu        sync.Mutex
-	total     int
-	failed    int
-	failedAt  []time.Time
-	errors    []string
-	byRelease map[string]int
-	wg        sync.WaitGroup
-	done      chan struct{}
-}
-
-func startLoad(t testing.TB, base, host string, rate int, d time.Duration) *load {
-	l := &load{byRelease: map[string]int{}, done: make(chan struct{})}
-	tr := &http.Transport{MaxIdleConnsPerHost: 64}
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	n := int(d.Seconds() * float64(rate))
-	var sent atomic.Int64
-	go func() {
-		defer close(l.done)
-		tick := time.NewTicker(time.Second / time.Duration(rate))
-		defer tick.Stop()
-		for range n {
-			<-tick.C
-			sent.Add(1)
-			l.wg.Add(1)
-			go func() {
-				defer l.wg.Done()
-				l.one(hc, base, host)
-			}()
-		}
-		l.wg.Wait()
-		tr.CloseIdleConnections()
-	}()
-	t.Cleanup(func() { <-l.done })
-	return l
-}
-
-func (l *load) one(hc *http.Client, base, host string) {
-	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
-	req.Host = host
-	resp, err := hc.Do(req)
-	var fail, release string
-	if err != nil {
-		fail = err.Error()
-	} else {
-		b, rerr := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		var e echo
-		switch {
-		case rerr != nil:
-			fail = rerr.Error()
-		case resp.StatusCode != http.StatusOK || resp.Header.Get(ErrorHeader) != "":
-			fail = fmt.Sprintf("status %d %s", resp.StatusCode, resp.Header.Get(ErrorHeader))
-		case json.Unmarshal(b, &e) != nil || e.Release == "":
-			fail = "not the application's answer: " + string(b)
-		}
-		release = e.Release
+// releaseOf is the load's check: a 200 from the test application, counted
+// by the release that answered; the proxy's own answers fail.
+func releaseOf(resp *http.Response, body []byte) (string, error) {
+	var e echo
+	switch {
+	case resp.StatusCode != http.StatusOK || resp.Header.Get(ErrorHeader) != "":
+		return "", fmt.Errorf("status %d %s", resp.StatusCode, resp.Header.Get(ErrorHeader))
+	case json.Unmarshal(body, &e) != nil || e.Release == "":
+		return "", fmt.Errorf("not the application's answer: %.100s", body)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total++
-	if fail != "" {
-		l.failed++
-		l.failedAt = append(l.failedAt, time.Now())
-		if len(l.errors) < 10 {
-			l.errors = append(l.errors, fail)
-		}
-		return
-	}
-	l.byRelease[release]++
-}
-
-func (l *load) wait() *load {
-	<-l.done
-	return l
-}
-
-func (l *load) failedAfter(t time.Time) int {
-	n := 0
-	for _, at := range l.failedAt {
-		if at.After(t) {
-			n++
-		}
-	}
-	return n
+	return e.Release, nil
 }

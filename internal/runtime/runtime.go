@@ -72,6 +72,18 @@ type Service struct {
 	// Spec is an orchestrator's own spec of the service (Swarm's
 	// ServiceSpec), made by Orchestrator.Translate when the plan is made.
 	Spec json.RawMessage `json:"spec,omitempty"`
+	// Route is the gantry proxy's route to the service: the service is
+	// deployed blue/green, its Port published on an ephemeral 127.0.0.1
+	// port, and traffic switched by the proxy.
+	Route *Route `json:"route,omitempty"`
+}
+
+// Route is where the gantry proxy sends a host and path prefix: the
+// service's container Port.
+type Route struct {
+	Host string `json:"host,omitempty"`
+	Path string `json:"path"`
+	Port int    `json:"port"`
 }
 
 // SecretMount is a secret file mounted read-only into a container.
