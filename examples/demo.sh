@@ -104,6 +104,10 @@ cleanup() {
 		[ -z "$ids" ] || docker network rm $ids >/dev/null
 		ids="$(docker volume ls -q --filter "label=io.gantry.project=$p")"
 		[ -z "$ids" ] || docker volume rm -f $ids >/dev/null
+		# The secret files of the containers removed above (gantry's tmpfs
+		# directories, docs/secrets.md).
+		[ -z "$p" ] || rm -rf "/run/gantry/secrets/$p" "/dev/shm/gantry-$(id -u)/$p" \
+			${XDG_RUNTIME_DIR:+"$XDG_RUNTIME_DIR/gantry/secrets/$p"} ${GANTRY_SECRETS_DIR:+"$GANTRY_SECRETS_DIR/$p"}
 	done
 	rm -rf "$demo_dir" "$here/shop/.gantry"
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/deploy"
 )
 
 func newConfigCmd(g *globals) *cobra.Command {
@@ -31,6 +32,11 @@ the compose model. Nothing is changed; nothing is contacted.`,
 			if err != nil {
 				return err
 			}
+			// The model may hold a secret's value (an environment entry
+			// interpolated from the same variable): it prints masked.
+			out := g.stdout
+			defer func() { g.stdout = out }()
+			g.stdout = deploy.SecretRedactor(m).Writer(out)
 			return printModel(g, m)
 		},
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/failpoint"
 	"github.com/gantryhq/gantry/internal/health"
+	"github.com/gantryhq/gantry/internal/redact"
 	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
 )
@@ -60,6 +61,13 @@ type Engine struct {
 	created  func(*store.Deployment)
 	verifier Verifier
 	finished func(*Result)
+	// redact knows the values of the secrets this engine has read; every
+	// log record, progress line, error, result and record passes it.
+	redact *redact.Redactor
+
+	keyOnce sync.Once
+	key     []byte
+	keyErr  error
 }
 
 // Option configures an Engine.
@@ -79,17 +87,66 @@ func WithActor(a string) Option { return func(e *Engine) { e.actor = a } }
 // with the deployment's id then, and the client follows it.
 func WithCreated(fn func(*store.Deployment)) Option { return func(e *Engine) { e.created = fn } }
 
-// New returns an engine over a runtime and a store; stateDir holds secret
-// files written for containers.
+// New returns an engine over a runtime and a store; stateDir holds the key
+// of secret fingerprints (the values themselves live on a tmpfs, see
+// package docker, never in the state directory).
 func New(rt runtime.Runtime, st *store.Store, stateDir string, opts ...Option) *Engine {
-	e := &Engine{rt: rt, store: st, stateDir: stateDir, report: nopReporter{}, log: slog.New(slog.DiscardHandler)}
+	e := &Engine{rt: rt, store: st, stateDir: stateDir, report: nopReporter{}, log: slog.New(slog.DiscardHandler), redact: redact.New()}
 	if u := os.Getenv("USER"); u != "" {
 		e.actor = u
 	}
 	for _, o := range opts {
 		o(e)
 	}
+	e.log = e.redact.Logger(e.log)
+	e.report = redactingReporter{r: e.report, red: e.redact}
 	return e
+}
+
+// Redact masks in s the values of the secrets the engine has read: for
+// what a caller records beside the engine (a request's audit details).
+func (e *Engine) Redact(s string) string { return e.redact.String(s) }
+
+// redactingReporter masks secret values in progress before it is shown.
+type redactingReporter struct {
+	r   Reporter
+	red *redact.Redactor
+}
+
+func (r redactingReporter) Service(service, phase, detail string) {
+	r.r.Service(service, r.red.String(phase), r.red.String(detail))
+}
+
+func (r redactingReporter) Note(msg string) { r.r.Note(r.red.String(msg)) }
+
+// redactResult masks secret values in a result, before it is stored or
+// returned.
+func (e *Engine) redactResult(res *Result) {
+	if res == nil {
+		return
+	}
+	res.Reason = e.redact.String(res.Reason)
+	for i := range res.Services {
+		res.Services[i].Reason = e.redact.String(res.Services[i].Reason)
+	}
+	if f := res.Failure; f != nil {
+		f.Reason, f.Logs = e.redact.String(f.Reason), e.redact.String(f.Logs)
+	}
+}
+
+// setResult stores a deployment's result, redacted.
+func (e *Engine) setResult(ctx context.Context, id int64, res *Result) {
+	e.redactResult(res)
+	e.store.SetResult(ctx, id, res)
+}
+
+// sweepSecrets removes the secret files of containers that are gone.
+func (e *Engine) sweepSecrets(ctx context.Context, project, env string) {
+	if sw, ok := e.rt.(runtime.SecretSweeper); ok {
+		if err := sw.SweepSecrets(ctx, project, env); err != nil {
+			e.log.Warn("removing secret files of removed containers failed", "env", env, "err", err)
+		}
+	}
 }
 
 // Policy is how an environment gates a release.
@@ -165,7 +222,8 @@ func (f *Failure) String() string {
 
 // Deploy applies a release to an environment, gates it and commits it, or
 // rolls back to the release that served before.
-func (e *Engine) Deploy(ctx context.Context, m *config.Model, release string, images map[string]string) (*Result, error) {
+func (e *Engine) Deploy(ctx context.Context, m *config.Model, release string, images map[string]string) (res *Result, err error) {
+	defer func() { e.redactResult(res); err = e.redact.Error(err) }()
 	if err := refuseProtected(m.Env); err != nil {
 		return nil, err
 	}
@@ -205,7 +263,7 @@ func (e *Engine) Deploy(ctx context.Context, m *config.Model, release string, im
 		e.created(d)
 	}
 	plan.ID = d.PlanID
-	res, err := e.run(ctx, lock, d, plan, prev, PolicyOf(m.Env))
+	res, err = e.run(ctx, lock, d, plan, prev, PolicyOf(m.Env))
 	if res != nil {
 		res.Recovered = recovered
 	}
@@ -214,7 +272,8 @@ func (e *Engine) Deploy(ctx context.Context, m *config.Model, release string, im
 
 // Rollback returns an environment to an earlier release: the one before the
 // serving one, or the newest successful deploy of release to.
-func (e *Engine) Rollback(ctx context.Context, project string, env *config.Environment, to string) (*Result, error) {
+func (e *Engine) Rollback(ctx context.Context, project string, env *config.Environment, to string) (res *Result, err error) {
+	defer func() { e.redactResult(res); err = e.redact.Error(err) }()
 	if err := e.rt.Ping(ctx); err != nil {
 		return nil, err
 	}
@@ -263,6 +322,10 @@ func (e *Engine) Rollback(ctx context.Context, project string, env *config.Envir
 	if err != nil {
 		return nil, err
 	}
+	e.loadSecrets(plan)
+	if err := e.needSecrets(ctx, plan); err != nil {
+		return nil, err
+	}
 	// What ran then must still be on the host: a rollback runs the exact
 	// images of the release, never a tag that may have moved since.
 	for _, name := range plan.Order {
@@ -281,7 +344,7 @@ func (e *Engine) Rollback(ctx context.Context, project string, env *config.Envir
 		e.created(d)
 	}
 	e.report.Note(fmt.Sprintf("rolling %s back from %s to %s", env.Name, serving.Release, target.Release))
-	res, err := e.run(ctx, lock, d, plan, serving, PolicyOf(env))
+	res, err = e.run(ctx, lock, d, plan, serving, PolicyOf(env))
 	if res != nil {
 		res.Recovered = recovered
 	}
@@ -303,6 +366,7 @@ type applied struct {
 func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy) (out *Result, err error) {
 	defer func() {
 		if e.finished != nil && out != nil && out.State != "" {
+			e.redactResult(out)
 			e.finished(out)
 		}
 	}()
@@ -432,7 +496,7 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	// finds the result with it.
 	res.State = store.Succeeded
 	res.DurationSeconds = time.Since(start).Seconds()
-	e.store.SetResult(ctx, d.ID, res)
+	e.setResult(ctx, d.ID, res)
 	if err := e.store.Succeed(ctx, d, "all services healthy"); err != nil {
 		res.State = ""
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
@@ -441,7 +505,7 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if ver != nil {
 		// Committed and serving, but watched: a failing analysis still
 		// rolls back to prev, whose containers are kept until it passes.
-		e.store.SetResult(ctx, d.ID, res)
+		e.setResult(ctx, d.ID, res)
 		if f := e.watch(ctx, ver, d, res); f != nil {
 			res.Failure = f
 			if prev == nil {
@@ -449,14 +513,14 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 				// says so (a success is never turned into a failure).
 				res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
 				res.DurationSeconds = time.Since(start).Seconds()
-				e.store.SetResult(context.WithoutCancel(ctx), d.ID, res)
+				e.setResult(context.WithoutCancel(ctx), d.ID, res)
 				e.report.Note(res.Reason)
 				return res, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
 			}
 			return e.rollbackFailed(ctx, d, plan, prev, done, res, start, nil)
 		}
 		res.DurationSeconds = time.Since(start).Seconds()
-		e.store.SetResult(context.WithoutCancel(ctx), d.ID, res)
+		e.setResult(context.WithoutCancel(ctx), d.ID, res)
 	}
 	e.report.Note(fmt.Sprintf("release %s is serving in %s (%.1fs)", d.Release, d.Env, res.DurationSeconds))
 	if err := e.prune(ctx, d.Project, d.Env, pol.Keep); err != nil {
@@ -583,7 +647,7 @@ func (e *Engine) logs(ctx context.Context, id string) string {
 	if err != nil {
 		return ""
 	}
-	return l
+	return e.redact.String(l)
 }
 
 // rollbackFailed undoes what a failed deployment switched, newest first, and
@@ -656,7 +720,7 @@ func (e *Engine) rollbackFailed(ctx context.Context, d *store.Deployment, plan *
 		record = func() error { return e.store.Revert(ctx, d, prev.ID, reason) }
 	}
 	// The result before the final state, as on success.
-	e.store.SetResult(ctx, d.ID, res)
+	e.setResult(ctx, d.ID, res)
 	if err := record(); err != nil {
 		return res, errors.Join(err, cause)
 	}
@@ -716,6 +780,7 @@ func (e *Engine) prune(ctx context.Context, project, env string, keep int) error
 			return err
 		}
 	}
+	e.sweepSecrets(ctx, project, env)
 	return nil
 }
 
@@ -742,6 +807,7 @@ func Tiers(plan *runtime.Plan) [][]string {
 
 // step records a step of a deployment before it is taken, and logs it.
 func (e *Engine) step(ctx context.Context, id int64, service, phase, detail string) error {
+	detail = e.redact.String(detail)
 	e.log.Info("step", "deployment", id, "service", service, "phase", phase, "detail", detail)
 	if err := e.store.AddStep(ctx, id, service, phase, detail); err != nil {
 		return err
@@ -752,6 +818,7 @@ func (e *Engine) step(ctx context.Context, id int64, service, phase, detail stri
 
 // transition records a deployment's new state and logs it.
 func (e *Engine) transition(ctx context.Context, id int64, to store.State, reason string) error {
+	reason = e.redact.String(reason)
 	e.log.Info("transition", "deployment", id, "to", to, "reason", reason)
 	if err := e.store.Transition(ctx, id, to, reason); err != nil {
 		return err

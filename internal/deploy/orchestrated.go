@@ -114,6 +114,7 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 		if prevPlan, err = decodePlan(row.Plan, prev.PlanID); err != nil {
 			return nil, err
 		}
+		e.loadSecrets(prevPlan)
 	}
 	fail := func(f *Failure, cause error) (*Result, error) {
 		res.Failure = f
@@ -210,7 +211,7 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 	failpoint.Hit("state:succeeded")
 	res.State = store.Succeeded
 	res.DurationSeconds = time.Since(start).Seconds()
-	e.store.SetResult(ctx, d.ID, res)
+	e.setResult(ctx, d.ID, res)
 	if ver != nil {
 		// Committed and serving, but watched: a failing analysis still
 		// rolls every service back to prev's stored spec.
@@ -219,14 +220,14 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 			if prevPlan == nil {
 				res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
 				res.DurationSeconds = time.Since(start).Seconds()
-				e.store.SetResult(context.WithoutCancel(ctx), d.ID, res)
+				e.setResult(context.WithoutCancel(ctx), d.ID, res)
 				e.report.Note(res.Reason)
 				return res, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
 			}
 			return e.rollbackRelease(ctx, o, d, plan, prevPlan, prev, res, start, pol, nil)
 		}
 		res.DurationSeconds = time.Since(start).Seconds()
-		e.store.SetResult(context.WithoutCancel(ctx), d.ID, res)
+		e.setResult(context.WithoutCancel(ctx), d.ID, res)
 	}
 	e.report.Note(fmt.Sprintf("release %s is serving in %s (%.1fs)", d.Release, d.Env, res.DurationSeconds))
 	// Services the release no longer has go; a rollback brings them back
@@ -337,7 +338,7 @@ func (e *Engine) rollbackRelease(ctx context.Context, o runtime.Orchestrator, d 
 	if err := record(); err != nil {
 		return res, errors.Join(err, cause)
 	}
-	e.store.SetResult(ctx, d.ID, res)
+	e.setResult(ctx, d.ID, res)
 	if to == store.RolledBack {
 		e.report.Note(fmt.Sprintf("rolled back: %s is serving in %s again (%.1fs)", prevPlan.Release, d.Env, res.RollbackSeconds))
 	}

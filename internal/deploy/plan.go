@@ -7,10 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path"
-	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -41,10 +37,11 @@ func ParseImages(flags []string) (map[string]string, error) {
 }
 
 // Plan resolves a model into a plan: every image to its immutable ID,
-// every secret to a file, every service to its strategy. It changes nothing
-// on the host but pulling missing images and writing secret files into the
-// state directory.
-func (e *Engine) Plan(ctx context.Context, m *config.Model, release string, images map[string]string) (*runtime.Plan, error) {
+// every secret to its source, owner and mode (its value read, kept in
+// memory and out of the encoded plan), every service to its strategy. It
+// changes nothing on the host but pulling missing images.
+func (e *Engine) Plan(ctx context.Context, m *config.Model, release string, images map[string]string) (_ *runtime.Plan, err error) {
+	defer func() { err = e.redact.Error(err) }()
 	p := &runtime.Plan{
 		Project:     m.File.Project,
 		Env:         m.Env.Name,
@@ -62,6 +59,12 @@ func (e *Engine) Plan(ctx context.Context, m *config.Model, release string, imag
 		if _, ok := m.Compose.Services[svc]; !ok {
 			return nil, inputError("--image %s=...: no service %q in %s; known: %s", svc, svc, m.Env.Name, strings.Join(m.Order, ", "))
 		}
+	}
+	// Secrets first: from here on every error is redacted with their
+	// values known, and a missing source stops the deploy before any pull.
+	read, err := e.readSecrets(m)
+	if err != nil {
+		return nil, err
 	}
 	for k, n := range m.Compose.Networks {
 		p.Networks[k] = n
@@ -89,16 +92,25 @@ func (e *Engine) Plan(ctx context.Context, m *config.Model, release string, imag
 		if m.Strategy(name) == config.StrategyStartFirst && m.FixedHostPort(name) {
 			e.report.Note(fmt.Sprintf("warning: %s publishes a fixed host port but strategy is start-first: the new container cannot bind it while the old one runs", name))
 		}
-		mounts, err := e.secrets(m, name)
+		mounts, err := e.secrets(ctx, m, name, img, read)
 		if err != nil {
 			return nil, err
 		}
 		s.Secrets = mounts
+		// The mounts carry each secret's mode; compose's FileMode encodes
+		// to JSON as a string it cannot decode again, so the stored
+		// compose config goes without it.
+		s.Config.Secrets = append([]types.ServiceSecretConfig(nil), s.Config.Secrets...)
+		for i := range s.Config.Secrets {
+			s.Config.Secrets[i].Mode = nil
+		}
 		p.Services[name] = s
 	}
 	if release == "" {
 		p.Release = defaultRelease(p)
 	}
+	e.warnSecretsInEnvironment(p)
+	e.removeLegacySecrets(m.Compose.Name)
 	if o, ok := e.rt.(runtime.Orchestrator); ok {
 		if err := e.translate(ctx, o, m, p); err != nil {
 			return nil, err
@@ -115,93 +127,6 @@ func defaultRelease(p *runtime.Plan) string {
 		fmt.Fprintf(h, "%s=%s\n", n, p.Services[n].ImageID)
 	}
 	return "r-" + hex.EncodeToString(h.Sum(nil))[:10]
-}
-
-// secrets turns a service's compose secrets into files to mount read-only
-// at /run/secrets/<name>. Values from the environment are written into the
-// state directory (files readable by the container user, in a 0700 directory): they never go
-// into the container's environment, labels or the store.
-func (e *Engine) secrets(m *config.Model, service string) ([]runtime.SecretMount, error) {
-	sc := m.Compose.Services[service]
-	if len(sc.Secrets) > 0 && !e.rt.Local() {
-		return nil, inputError("service %s uses secrets, which gantry bind-mounts from files on this machine; the Docker host %s is remote, so it would not see them. Run gantry on that host for now (remote secrets come with Swarm targets)", service, e.rt.Host())
-	}
-	var out []runtime.SecretMount
-	for _, ref := range sc.Secrets {
-		def, ok := m.Compose.Secrets[ref.Source]
-		if !ok {
-			return nil, inputError("service %s uses secret %q, which is not declared under the top-level secrets:", service, ref.Source)
-		}
-		target := ref.Target
-		if target == "" {
-			target = ref.Source
-		}
-		if !path.IsAbs(target) {
-			target = "/run/secrets/" + target
-		}
-		mnt := runtime.SecretMount{Name: ref.Source, Target: target}
-		switch {
-		case bool(def.External) && e.orchestrated():
-			// A secret the swarm already holds, by its own name.
-			mnt.External, mnt.Source = true, def.Name
-			if mnt.Source == "" {
-				mnt.Source = ref.Source
-			}
-		case bool(def.External):
-			return nil, inputError("secret %s is external: external secrets live in Docker Swarm; on a Docker host use `file:` or `environment:`", ref.Source)
-		case def.File != "":
-			st, err := os.Stat(def.File)
-			if err != nil {
-				return nil, inputError("secret %s: file %s does not exist; create it or fix secrets.%s.file in the compose file", ref.Source, def.File, ref.Source)
-			}
-			if st.IsDir() {
-				return nil, inputError("secret %s: %s is a directory; point it at a file", ref.Source, def.File)
-			}
-			mnt.Source = def.File
-		case def.Environment != "":
-			val, ok := m.Compose.Environment[def.Environment]
-			if !ok {
-				return nil, inputError("secret %s: environment variable %s is not set; export it or put it in .env", ref.Source, def.Environment)
-			}
-			f, err := e.writeSecret(m.Compose.Name, ref.Source, val)
-			if err != nil {
-				return nil, err
-			}
-			mnt.Source = f
-		case def.Content != "":
-			f, err := e.writeSecret(m.Compose.Name, ref.Source, def.Content)
-			if err != nil {
-				return nil, err
-			}
-			mnt.Source = f
-		default:
-			return nil, inputError("secret %s has no source; give it `file:` or `environment:`", ref.Source)
-		}
-		out = append(out, mnt)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Target < out[j].Target })
-	return out, nil
-}
-
-// writeSecret stores a secret value under a name derived from its content,
-// so that each release keeps mounting the value it was deployed with.
-func (e *Engine) writeSecret(project, name, value string) (string, error) {
-	dir := filepath.Join(e.stateDir, "secrets", project)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("secret %s: %w", name, err)
-	}
-	sum := sha256.Sum256([]byte(value))
-	f := filepath.Join(dir, name+"-"+hex.EncodeToString(sum[:])[:16])
-	if _, err := os.Stat(f); err == nil {
-		return f, nil
-	}
-	tmp := f + ".tmp"
-	// 0444: the container's user is rarely root; the 0700 directory keeps
-	// other users of the host out.
-	if err := os.WriteFile(tmp, []byte(value), 0o444); err != nil {
-		return "", fmt.Errorf("secret %s: %w", name, err)
-	}
-	return f, os.Rename(tmp, f)
 }
 
 // encodePlan stores a plan without its deployment ID (that is the row's).

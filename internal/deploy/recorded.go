@@ -29,12 +29,17 @@ func refuseProtected(env *config.Environment) error {
 // recorded, so what was approved is what runs; env gives the health
 // policy. The store refuses to begin a held deployment whose approvals are
 // not complete.
-func (e *Engine) DeployRecorded(ctx context.Context, d *store.Deployment, env *config.Environment) (*Result, error) {
+func (e *Engine) DeployRecorded(ctx context.Context, d *store.Deployment, env *config.Environment) (res *Result, err error) {
+	defer func() { e.redactResult(res); err = e.redact.Error(err) }()
 	if err := e.rt.Ping(ctx); err != nil {
 		return nil, err
 	}
 	plan, err := decodePlan(d.Plan, d.PlanID)
 	if err != nil {
+		return nil, err
+	}
+	e.loadSecrets(plan)
+	if err := e.needSecrets(ctx, plan); err != nil {
 		return nil, err
 	}
 	// The images may have left the host since the plan was made: they are
@@ -72,7 +77,7 @@ func (e *Engine) DeployRecorded(ctx context.Context, d *store.Deployment, env *c
 	}
 	d.PreviousID = prevID
 	e.report.Note(fmt.Sprintf("deploying approved deployment %d: release %s to %s", d.ID, d.Release, d.Env))
-	res, err := e.run(ctx, lock, d, plan, prev, PolicyOf(env))
+	res, err = e.run(ctx, lock, d, plan, prev, PolicyOf(env))
 	if res != nil {
 		res.Recovered = recovered
 	}

@@ -16,7 +16,8 @@ import (
 // to env: the environment is brought back to the release that served before,
 // and the interrupted deployment is recorded as rolled back. When another
 // live gantry holds the environment, Recover leaves it alone.
-func (e *Engine) Recover(ctx context.Context, project, env string) ([]int64, error) {
+func (e *Engine) Recover(ctx context.Context, project, env string) (_ []int64, err error) {
+	defer func() { err = e.redact.Error(err) }()
 	lock, err := e.store.Acquire(ctx, project, env, "recover")
 	var locked *store.LockedError
 	if errors.As(err, &locked) {
@@ -40,8 +41,14 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 		e.report.Note(fmt.Sprintf("deployment %d was cancelled: its approval request expired", id))
 	}
 	unfinished, err := e.store.Unfinished(ctx, project, env)
-	if err != nil || len(unfinished) == 0 {
+	if err != nil {
 		return nil, err
+	}
+	if len(unfinished) == 0 {
+		// Secret files of containers removed behind gantry's back (or by
+		// a gantry killed between a container and its secrets) go here.
+		e.sweepSecrets(ctx, project, env)
+		return nil, nil
 	}
 	if err := e.rt.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("deployment %d in %s was interrupted and needs recovery, but: %w", unfinished[0].ID, env, err)
@@ -63,6 +70,7 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 		if plan, err = decodePlan(row.Plan, serving.PlanID); err != nil {
 			return nil, err
 		}
+		e.loadSecrets(plan)
 	}
 	cs, err := e.rt.Containers(ctx, project, env)
 	if err != nil {
@@ -109,6 +117,7 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 		}
 		reason = fmt.Sprintf("rolled back to %s", serving.Release)
 	}
+	e.sweepSecrets(ctx, project, env)
 	failpoint.Hit("recover:converged")
 	for _, u := range unfinished {
 		to := store.RolledBack

@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,28 +103,48 @@ func (r *Runtime) Create(ctx context.Context, p *runtime.Plan, service string) (
 	}
 	name := ContainerName(p, service)
 	if c, err := r.Inspect(ctx, name); err == nil {
+		// A kept container restarts with the secret files it was
+		// created with; only missing ones (a reboot emptied the tmpfs)
+		// are written again.
+		if _, err := r.writeSecrets(p, s, name, false); err != nil {
+			return runtime.Container{}, err
+		}
 		return c, nil
 	}
-	cfg, hc, nc, extra, err := r.containerSpec(p, s)
+	dir, err := r.writeSecrets(p, s, name, true)
 	if err != nil {
-		return runtime.Container{}, fmt.Errorf("service %s: %w", service, err)
-	}
-	resp, err := r.c.ContainerCreate(ctx, cfg, hc, nc, nil, name)
-	if err != nil {
-		return runtime.Container{}, fmt.Errorf("create container for %s: %w", service, err)
-	}
-	for net, es := range extra {
-		if err := r.c.NetworkConnect(ctx, net, resp.ID, es); err != nil {
-			r.Remove(context.WithoutCancel(ctx), resp.ID)
-			return runtime.Container{}, fmt.Errorf("connect %s to network %s: %w", service, net, err)
+		if dir != "" {
+			os.RemoveAll(dir)
 		}
+		return runtime.Container{}, err
 	}
-	return r.Inspect(ctx, resp.ID)
+	cfg, hc, nc, extra, err := r.containerSpec(p, s, dir)
+	if err == nil {
+		var resp container.CreateResponse
+		if resp, err = r.c.ContainerCreate(ctx, cfg, hc, nc, nil, name); err != nil {
+			err = fmt.Errorf("create container for %s: %w", service, err)
+		} else {
+			for net, es := range extra {
+				if err := r.c.NetworkConnect(ctx, net, resp.ID, es); err != nil {
+					r.Remove(context.WithoutCancel(ctx), resp.ID)
+					return runtime.Container{}, fmt.Errorf("connect %s to network %s: %w", service, net, err)
+				}
+			}
+			return r.Inspect(ctx, resp.ID)
+		}
+	} else {
+		err = fmt.Errorf("service %s: %w", service, err)
+	}
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+	return runtime.Container{}, err
 }
 
 // containerSpec translates a compose service into the Engine API's create
-// request; extra holds the networks to connect after creation.
-func (r *Runtime) containerSpec(p *runtime.Plan, s *runtime.Service) (*container.Config, *container.HostConfig, *network.NetworkingConfig, map[string]*network.EndpointSettings, error) {
+// request; extra holds the networks to connect after creation. secretDir
+// holds the service's secret files.
+func (r *Runtime) containerSpec(p *runtime.Plan, s *runtime.Service, secretDir string) (*container.Config, *container.HostConfig, *network.NetworkingConfig, map[string]*network.EndpointSettings, error) {
 	sc := s.Config
 	labels := envLabels(p)
 	for k, v := range sc.Labels {
@@ -293,8 +314,8 @@ func (r *Runtime) containerSpec(p *runtime.Plan, s *runtime.Service) (*container
 		path, opts, _ := strings.Cut(t, ":")
 		hc.Tmpfs[path] = opts
 	}
-	for _, sm := range s.Secrets {
-		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: sm.Source, Target: sm.Target, ReadOnly: true})
+	for i, sm := range s.Secrets {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: secretFile(secretDir, i, sm), Target: sm.Target, ReadOnly: true})
 	}
 
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{}}

@@ -36,7 +36,11 @@ type Runtime struct {
 	auth     RegistryAuth
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var (
+	_ runtime.Runtime       = (*Runtime)(nil)
+	_ runtime.SecretSweeper = (*Runtime)(nil)
+	_ runtime.UserResolver  = (*Runtime)(nil)
+)
 
 // SSHOptsEnv names extra options for the ssh client behind ssh:// hosts,
 // for example "-i /path/key -o StrictHostKeyChecking=accept-new". Most
@@ -130,6 +134,9 @@ func (r *Runtime) ResolveImage(ctx context.Context, ref string) (runtime.Image, 
 		if _, d, ok := strings.Cut(ii.RepoDigests[0], "@"); ok {
 			img.Digest = d
 		}
+	}
+	if ii.Config != nil {
+		img.User = ii.Config.User
 	}
 	if ii.Config != nil && ii.Config.Healthcheck != nil && len(ii.Config.Healthcheck.Test) > 0 && ii.Config.Healthcheck.Test[0] != "NONE" {
 		img.HasHealthcheck = true
@@ -226,10 +233,16 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	return nil
 }
 
-// Remove removes a container (stopping it when it runs), never its volumes.
+// Remove removes a container (stopping it when it runs), never its
+// volumes, and then its secret files.
 func (r *Runtime) Remove(ctx context.Context, id string) error {
+	ci, ierr := r.c.ContainerInspect(ctx, id)
 	if err := r.c.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", short(id), err)
+	}
+	if ierr == nil && ci.Config != nil && r.Local() {
+		l := ci.Config.Labels
+		return removeSecrets(l[runtime.LabelProject], l[runtime.LabelEnv], strings.TrimPrefix(ci.Name, "/"))
 	}
 	return nil
 }

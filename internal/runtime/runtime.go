@@ -7,6 +7,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -66,8 +69,7 @@ type Service struct {
 	// StopFirst: the old container stops before the new one starts,
 	// because they cannot run side by side (a fixed host port).
 	StopFirst bool `json:"stop_first,omitempty"`
-	// Secrets maps a secret's target path in the container to the host
-	// file holding its value.
+	// Secrets are the files mounted read-only into the container.
 	Secrets []SecretMount `json:"secrets,omitempty"`
 	// Spec is an orchestrator's own spec of the service (Swarm's
 	// ServiceSpec), made by Orchestrator.Translate when the plan is made.
@@ -86,14 +88,79 @@ type Route struct {
 	Port int    `json:"port"`
 }
 
-// SecretMount is a secret file mounted read-only into a container.
+// SecretMount is a secret file mounted read-only into a container. The
+// plan (and so the store) holds where its value comes from and a
+// fingerprint of it, never the value itself: Value lives in memory only,
+// while gantry creates the container.
 type SecretMount struct {
 	Name   string `json:"name"`
-	Source string `json:"source"`
 	Target string `json:"target"`
 	// External: the secret already exists in the orchestrator (Swarm)
-	// under Name; gantry neither reads nor creates it.
-	External bool `json:"external,omitempty"`
+	// under ExternalName; gantry neither reads nor creates it.
+	External     bool   `json:"external,omitempty"`
+	ExternalName string `json:"external_name,omitempty"`
+	// UID and GID own the file; Mode is its permission bits (0400 unless
+	// compose says otherwise).
+	UID  int    `json:"uid"`
+	GID  int    `json:"gid"`
+	Mode uint32 `json:"mode"`
+	// File is the host file the value is read from; Env the environment
+	// variable, found in gantry's environment or, when EnvFile is set, in
+	// that env file.
+	File    string `json:"file,omitempty"`
+	Env     string `json:"environment,omitempty"`
+	EnvFile string `json:"env_file,omitempty"`
+	// Fingerprint identifies the value (a keyed hash): it says whether a
+	// secret changed since a release was deployed, and tells nothing
+	// about the value without the key.
+	Fingerprint string `json:"fingerprint"`
+	// Value is the secret, when gantry has read it. Never encoded.
+	Value Secret `json:"-"`
+	// ReadErr says why Value could not be read again (a rollback whose
+	// source is gone); a runtime that needs the value reports it.
+	ReadErr error `json:"-"`
+}
+
+// Source says where a secret's value comes from, for messages.
+func (m SecretMount) Source() string {
+	switch {
+	case m.File != "":
+		return "file " + m.File
+	case m.EnvFile != "":
+		return "variable " + m.Env + " of " + m.EnvFile
+	}
+	return "environment variable " + m.Env
+}
+
+// Secret is a secret value. It formats, marshals and logs as <redacted>,
+// so that printing a plan or a mount never shows it.
+type Secret []byte
+
+const redacted = "<redacted>"
+
+func (Secret) String() string               { return redacted }
+func (Secret) GoString() string             { return redacted }
+func (Secret) Format(f fmt.State, _ rune)   { io.WriteString(f, redacted) }
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+func (Secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
+
+// ErrSecretUnavailable means a container needs a secret's value and gantry
+// could not read it from its source.
+var ErrSecretUnavailable = errors.New("secret unavailable")
+
+// SecretSweeper is a runtime that keeps secret files beside its
+// containers: SweepSecrets removes those whose container is gone (a
+// container removed by hand, a gantry killed between removing a container
+// and its secrets).
+type SecretSweeper interface {
+	SweepSecrets(ctx context.Context, project, env string) error
+}
+
+// UserResolver is a runtime that can turn a user name of an image (USER
+// app) into the numeric uid and gid a secret file must be owned by.
+type UserResolver interface {
+	ResolveUser(ctx context.Context, imageID, user string) (uid, gid int, err error)
 }
 
 // Image is an image resolved to an immutable ID.
@@ -103,6 +170,8 @@ type Image struct {
 	Digest string
 	// HasHealthcheck says whether the image defines a HEALTHCHECK.
 	HasHealthcheck bool
+	// User is the image's USER ("" for root).
+	User string
 }
 
 // Container is what the runtime knows about one container.

@@ -108,6 +108,13 @@ func (s *Server) startDeployment(c *call, kind string, run func(*session) (*depl
 		}
 		s.finishDeployment(c, kind, res, err, time.Since(start), log)
 	}()
+	// The request's audit details quote what it asked for; by now the
+	// engine has read the secrets and knows what to mask.
+	defer func() {
+		for k, v := range c.detail {
+			c.detail[k] = sess.eng.Redact(v)
+		}
+	}()
 	select {
 	case d := <-created:
 		return s.accepted(c, d)

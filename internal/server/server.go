@@ -29,7 +29,7 @@ type Options struct {
 	// ConfigPath is gantry.yaml; it is read again for every deploy, so an
 	// edited file applies without a restart.
 	ConfigPath string
-	// StateDir holds the store and the secret files written for containers.
+	// StateDir holds the store and the key of secret fingerprints.
 	StateDir string
 	Store    *store.Store
 	Log      *slog.Logger

@@ -110,18 +110,18 @@ func (r *Runtime) secret(ctx context.Context, p *runtime.Plan, service, name str
 	svc := p.Services[service]
 	for _, m := range svc.Secrets {
 		if m.External {
-			if m.Source == name {
+			if m.ExternalName == name {
 				return fmt.Errorf("%w: service %s: external secret %s is not on the swarm; create it (docker secret create %s FILE)",
 					runtime.ErrUnsupported, service, name, name)
 			}
 			continue
 		}
+		if secretObjectName(p.ComposeName, m) != name {
+			continue
+		}
 		b, err := secretContent(service, m)
 		if err != nil {
 			return err
-		}
-		if ObjectName(p.ComposeName, m.Name, b) != name {
-			continue
 		}
 		l := merge(map[string]string{"io.gantry.secret": m.Name}, labels)
 		_, err = r.c.SecretCreate(ctx, swarm.SecretSpec{Annotations: swarm.Annotations{Name: name, Labels: l}, Data: b})

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -311,13 +312,24 @@ func ObjectName(composeName, key string, content []byte) string {
 	return base + "_" + hex.EncodeToString(sum[:])[:12]
 }
 
-// secretContent reads a secret's value from the file the plan names.
+// secretContent is a secret's value, which the engine read from its
+// source (the plan never holds it).
 func secretContent(svc string, m runtime.SecretMount) ([]byte, error) {
-	b, err := os.ReadFile(m.Source)
-	if err != nil {
-		return nil, fmt.Errorf("service %s: secret %s: %w; the file holding its value must exist when the release is deployed", svc, m.Name, err)
+	if m.Value == nil {
+		why := m.ReadErr
+		if why == nil {
+			why = errors.New("gantry has not read it")
+		}
+		return nil, fmt.Errorf("%w: service %s: secret %s (%s): %v", runtime.ErrSecretUnavailable, svc, m.Name, m.Source(), why)
 	}
-	return b, nil
+	return m.Value, nil
+}
+
+// secretObjectName names a secret's object on the swarm after its keyed
+// fingerprint, not its content: a plain hash of a weak password in a name
+// would let anyone who lists secrets test guesses.
+func secretObjectName(composeName string, m runtime.SecretMount) string {
+	return ObjectName(composeName, m.Name, []byte(m.Fingerprint))
 }
 
 // fileTarget is a secret's or config's file in the container: Swarm takes
@@ -348,13 +360,9 @@ func fileRef(target string, ref *types.FileReferenceConfig) *swarm.SecretReferen
 func secretRefs(p *runtime.Plan, svc *runtime.Service) ([]*swarm.SecretReference, error) {
 	var out []*swarm.SecretReference
 	for _, m := range svc.Secrets {
-		name := m.Source
+		name := m.ExternalName
 		if !m.External {
-			b, err := secretContent(svc.Name, m)
-			if err != nil {
-				return nil, err
-			}
-			name = ObjectName(p.ComposeName, m.Name, b)
+			name = secretObjectName(p.ComposeName, m)
 		}
 		var ref *types.FileReferenceConfig
 		for _, s := range svc.Config.Secrets {

@@ -3,6 +3,8 @@ package swarm_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -37,7 +39,15 @@ func translatePlan(t *testing.T) (*runtime.Plan, *config.Model) {
 		sc := m.Compose.Services[name]
 		s := &runtime.Service{Name: name, Config: sc, ImageRef: sc.Image, ImageID: sc.Image + "@sha256:" + fmt64(name)}
 		for _, ref := range sc.Secrets {
-			s.Secrets = append(s.Secrets, runtime.SecretMount{Name: ref.Source, Source: m.Compose.Secrets[ref.Source].File, Target: "/run/secrets/" + ref.Source})
+			file := m.Compose.Secrets[ref.Source].File
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The engine's fingerprint is keyed; a plain hash stands in.
+			sum := sha256.Sum256(b)
+			s.Secrets = append(s.Secrets, runtime.SecretMount{Name: ref.Source, File: file, Target: "/run/secrets/" + ref.Source,
+				Value: b, Fingerprint: hex.EncodeToString(sum[:8])})
 		}
 		p.Services[name] = s
 	}
@@ -93,10 +103,8 @@ func TestSpecStable(t *testing.T) {
 	if c.Labels[gswarm.LabelTasks] == a.Labels[gswarm.LabelTasks] {
 		t.Error("another deployment has the same task hash: its tasks would not be replaced")
 	}
-	dir := t.TempDir()
-	other := filepath.Join(dir, "token")
-	os.WriteFile(other, []byte("another value"), 0o600)
-	p.Services["web"].Secrets[0].Source = other
+	p.Services["web"].Secrets[0].Value = runtime.Secret("another value")
+	p.Services["web"].Secrets[0].Fingerprint = "0123456789abcdef"
 	d, _ := gswarm.Spec(p, "web", ro)
 	if d.TaskTemplate.ContainerSpec.Secrets[0].SecretName == a.TaskTemplate.ContainerSpec.Secrets[0].SecretName {
 		t.Error("a new secret value kept the secret's name: the old release would lose its value")

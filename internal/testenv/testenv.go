@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -157,27 +158,44 @@ func buildImages(c *client.Client) error {
 		if err != nil {
 			return err
 		}
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		mod := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-		tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile)), ModTime: mod})
-		tw.Write(dockerfile)
-		tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: int64(len(app)), ModTime: mod})
-		tw.Write(app)
-		tw.WriteHeader(&tar.Header{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mod})
-		tw.Close()
-		resp, err := c.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{
-			Tags: []string{"gantry-test/app:" + b.tag + imagesTag}, Labels: map[string]string{LabelTest: "1"},
-			Remove: true, ForceRemove: true, Version: build.BuilderV1,
-		})
-		if err != nil {
-			return fmt.Errorf("build image %s: %w", b.tag, err)
+		if err := BuildImage(c, "gantry-test/app:"+b.tag+imagesTag, map[string][]byte{"Dockerfile": dockerfile, "app": app, "data/": nil}); err != nil {
+			return err
 		}
-		err = docker.DrainStream(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("build image %s: %w", b.tag, err)
+	}
+	return nil
+}
+
+// BuildImage builds ref, labelled io.gantry.test=1, from a build context
+// of files (name -> content, "Dockerfile" among them; a name ending in / is
+// a directory). Files are 0755: the binaries must run, nothing else cares.
+func BuildImage(c *client.Client, ref string, files map[string][]byte) error {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mod := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, n := range names {
+		h := &tar.Header{Name: n, Mode: 0o755, Size: int64(len(files[n])), ModTime: mod}
+		if strings.HasSuffix(n, "/") {
+			h.Typeflag = tar.TypeDir
 		}
+		tw.WriteHeader(h)
+		tw.Write(files[n])
+	}
+	tw.Close()
+	resp, err := c.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{
+		Tags: []string{ref}, Labels: map[string]string{LabelTest: "1"}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+	})
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", ref, err)
+	}
+	err = docker.DrainStream(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", ref, err)
 	}
 	return nil
 }
@@ -218,6 +236,7 @@ func RemoveProject(c *client.Client, project string) {
 	for _, v := range vs.Volumes {
 		c.VolumeRemove(ctx, v.Name, true)
 	}
+	removeSecretDirs(project)
 }
 
 // DerivedImage builds an image of its own (FROM base, plus a label) for a
@@ -226,21 +245,8 @@ func DerivedImage(t testing.TB, base, ref string) string {
 	t.Helper()
 	c := Docker(t)
 	dockerfile := []byte("FROM " + base + "\nLABEL io.gantry.test.derived=" + ref + "\n")
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(dockerfile))})
-	tw.Write(dockerfile)
-	tw.Close()
-	resp, err := c.ImageBuild(context.Background(), &buf, build.ImageBuildOptions{
-		Tags: []string{ref}, Labels: map[string]string{LabelTest: "1"}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
-	})
-	if err != nil {
-		t.Fatalf("build %s: %v", ref, err)
-	}
-	err = docker.DrainStream(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatalf("build %s: %v", ref, err)
+	if err := BuildImage(c, ref, map[string][]byte{"Dockerfile": dockerfile}); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
