@@ -246,14 +246,24 @@ func TestApproveRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	var started atomic.Int32
+	var started, decided atomic.Int32
 	start := make(chan struct{})
+	// The deployment runs until the three other approvals are decided (or
+	// 10 s pass): they arrive while it runs, however slow the machine.
+	fx.run.onRun = func() {
+		for deadline := time.Now().Add(10 * time.Second); decided.Load() < 3 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	for _, a := range []Actor{bob, carol, {Name: "dave", Role: auth.Admin}, {Name: "erin", Role: auth.Admin}} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
 			dec, err := fx.p.Approve(ctx, a, d.ID, "")
+			if err != nil || !dec.Started {
+				decided.Add(1)
+			}
 			if err != nil {
 				t.Errorf("%s: %v", a, err)
 				return
