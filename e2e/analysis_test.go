@@ -190,8 +190,9 @@ receivers:
 	if last.Phase != analysis.Failed || len(last.Values) != 1 || last.Values[0] < 0.05 {
 		t.Errorf("last measurement %+v, want a failed one above 0.05", last)
 	}
-	if st := p.status("staging"); st.Release != "1.0.0" {
-		t.Errorf("status serves %s, want 1.0.0", st.Release)
+	if st := p.status("staging"); st.Release != "1.0.0" || st.LastAnalysis == nil || st.LastAnalysis.Release != "2.0.0" ||
+		st.LastAnalysis.State != "rolled_back" || st.LastAnalysis.Analysis.Decisive() == nil {
+		t.Errorf("status: serving %s, last analysis %+v", st.Release, st.LastAnalysis)
 	}
 	// GantryAnalysisFailed reached Alertmanager and its critical route.
 	waitFor(t, 20*time.Second, "the analysis alert at the critical receiver", func() bool {

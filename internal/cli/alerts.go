@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -241,4 +244,52 @@ func alertWhere(a *store.Alert) string {
 		return a.Env + "/" + a.Service
 	}
 	return a.Env
+}
+
+// printAnalysisAndNotify adds the environment's analysis and where alerts
+// go to gantry config's text; receivers' secrets print as <secret>, with
+// where they are read from.
+func printAnalysisAndNotify(w io.Writer, m *config.Model) {
+	if a := m.Env.Analysis; a != nil {
+		fmt.Fprintf(w, "analysis: %s, interval %s, watch %s after the switch\n", a.Prometheus, a.Interval.D(), a.Watch.D())
+		for _, c := range a.Checks {
+			var conds []string
+			if c.SuccessIf != nil {
+				conds = append(conds, "success_if "+c.SuccessIf.Source)
+			}
+			if c.FailIf != nil {
+				conds = append(conds, "fail_if "+c.FailIf.Source)
+			}
+			fmt.Fprintf(w, "  %s: %s\n", c.Name, strings.Join(conds, ", "))
+		}
+	}
+	n := m.File.Notify
+	switch {
+	case n.Alertmanager != "":
+		fmt.Fprintf(w, "alerts: to Alertmanager %s\n", n.Alertmanager)
+	case len(n.Routes) > 0:
+		fmt.Fprintln(w, "alerts:")
+		for _, r := range n.Routes {
+			sev := r.Severity
+			if sev == "" {
+				sev = "any"
+			}
+			line := fmt.Sprintf("  %s -> %s, repeat %s", sev, strings.Join(r.To, ", "), r.Repeat.D())
+			if len(r.EscalateTo) > 0 {
+				line += fmt.Sprintf(", escalate after %s to %s", r.EscalateAfter.D(), strings.Join(r.EscalateTo, ", "))
+			}
+			fmt.Fprintln(w, line)
+		}
+		for _, name := range slices.Sorted(maps.Keys(n.Receivers)) {
+			r := n.Receivers[name]
+			from := r.Secret.File
+			if r.Secret.Env != "" {
+				from = "$" + r.Secret.Env
+			}
+			if from != "" {
+				from = " " + r.Secret.String() + " from " + from
+			}
+			fmt.Fprintf(w, "  receiver %s: %s%s\n", name, r.Type, from)
+		}
+	}
 }

@@ -64,6 +64,7 @@ func printModel(g *globals, m *config.Model) error {
 			"project":     m.File.Project,
 			"environment": m.Env,
 			"services":    svcs,
+			"notify":      m.File.Notify,
 			"compose":     rawJSON(compose),
 		})
 	}
@@ -82,6 +83,7 @@ func printModel(g *globals, m *config.Model) error {
 		}
 		fmt.Fprintf(w, "  %d. %-12s %-11s %s%s\n", i+1, s.Name, s.Strategy, s.Image, probe)
 	}
+	printAnalysisAndNotify(w, m)
 	y, err := m.Compose.MarshalYAML()
 	if err != nil {
 		return err

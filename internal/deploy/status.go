@@ -21,6 +21,9 @@ type Status struct {
 	// Kept counts stopped containers of earlier releases kept for rollback.
 	Kept      int     `json:"kept_containers"`
 	Recovered []int64 `json:"recovered,omitempty"`
+	// LastAnalysis is the analysis of the newest deployment that had one
+	// (gantry status; the watcher's views leave it out).
+	LastAnalysis *DeploymentAnalysis `json:"last_analysis,omitempty"`
 }
 
 // ServiceStatus is one service's serving container.
@@ -63,6 +66,7 @@ func (e *Engine) Status(ctx context.Context, project, env string) (*Status, erro
 	st, err := e.Observe(ctx, project, env)
 	if st != nil {
 		st.Recovered = recovered
+		st.LastAnalysis = e.lastAnalysis(ctx, project, env)
 	}
 	return st, err
 }

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/gantryhq/gantry/internal/analysis"
@@ -135,6 +136,32 @@ func (e *Engine) watch(ctx context.Context, ver Verification, d *store.Deploymen
 		e.report.Note(fmt.Sprintf("analysis of %s passed", d.Release))
 	case ctx.Err() != nil:
 		e.report.Note(fmt.Sprintf("analysis of %s interrupted; the release keeps serving", d.Release))
+	}
+	return nil
+}
+
+// DeploymentAnalysis is a deployment's analysis, for gantry status.
+type DeploymentAnalysis struct {
+	Deployment int64            `json:"deployment"`
+	Release    string           `json:"release"`
+	State      store.State      `json:"state"`
+	Analysis   *analysis.Report `json:"analysis"`
+}
+
+// lastAnalysis finds the analysis of the newest of the environment's last
+// few deployments that had one; nil when none did.
+func (e *Engine) lastAnalysis(ctx context.Context, project, env string) *DeploymentAnalysis {
+	ds, err := e.store.HistoryBrief(ctx, project, env, 10)
+	if err != nil {
+		return nil
+	}
+	for _, d := range ds {
+		var r struct {
+			Analysis *analysis.Report `json:"analysis"`
+		}
+		if json.Unmarshal(d.Result, &r) == nil && r.Analysis != nil {
+			return &DeploymentAnalysis{Deployment: d.ID, Release: d.Release, State: d.State, Analysis: r.Analysis}
+		}
 	}
 	return nil
 }
