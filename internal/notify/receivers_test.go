@@ -405,3 +405,44 @@ func TestRepeatEscalateAck(t *testing.T) {
 		t.Errorf("ack of a missing alert: %v", err)
 	}
 }
+
+// TestApprovalAlertsFollowRequests: a promotion waiting for approval raises
+// GantryApprovalWaiting (info) on the next tick; once the request is
+// settled (here: expired), the next tick resolves it.
+func TestApprovalAlertsFollowRequests(t *testing.T) {
+	hook := newTestReceiver(t)
+	dir := t.TempDir()
+	cfg := loadNotify(t, fmt.Sprintf("  routes: [ { severity: info, to: [hook] } ]\n  receivers:\n    hook: { type: webhook, url_file: %s }\n", secretFile(t, dir, "hook", hook.srv.URL)))
+	st := openStore(t)
+	m, err := New(cfg, st, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d := &store.Deployment{Project: "shop", Env: "production", Release: "1.4.0", Kind: "deploy"}
+	r := &store.ApprovalRequest{From: "staging", RequestedBy: "alice", RequesterRole: "editor", Required: 2, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := st.CreateAwaiting(ctx, d, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Tick(ctx) // the same request raises no second alert
+	got := hook.got()
+	if len(got) != 1 || got[0]["status"] != "firing" {
+		t.Fatalf("got %v", got)
+	}
+	a := got[0]["alert"].(map[string]any)
+	if a["name"] != ApprovalWaiting || a["severity"] != "info" || a["env"] != "production" || a["release"] != "1.4.0" || !strings.Contains(a["summary"].(string), "waits for 2 approval(s)") {
+		t.Errorf("alert: %v", a)
+	}
+	if _, err := st.ExpireApprovals(ctx, "shop", "production", time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := hook.got(); len(got) != 2 || got[1]["status"] != "resolved" {
+		t.Errorf("after the request expired: %v", got)
+	}
+}
