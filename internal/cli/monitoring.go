@@ -99,7 +99,7 @@ docker compose up -d in the directory, after gantry monitoring check.`,
 	fs.StringVar(&o.GantryTarget, "gantry-target", "host.docker.internal:8443", "gantry server's HOST:PORT as Prometheus reaches it (the Docker host is host.docker.internal)")
 	fs.StringVar(&o.GantryScheme, "gantry-scheme", "https", "https, or http for a server on plain HTTP")
 	fs.StringVar(&o.GantryServerName, "gantry-server-name", "localhost", "the name gantry server's TLS certificate is checked for")
-	fs.StringVar(&o.ProxyTarget, "proxy-target", "host.docker.internal:9180", "gantry proxy's --metrics-listen as Prometheus reaches it")
+	fs.StringVar(&o.ProxyTarget, "proxy-target", "host.docker.internal:9180", "gantry proxy's --metrics-listen as Prometheus reaches it; none when gantry server --proxy serves the proxy's metrics")
 	fs.StringVar(&o.SlackChannel, "slack-channel", "#alerts", "Slack channel of critical and warning alerts")
 	fs.StringVar(&o.EmailTo, "email-to", "ops@example.com", "recipient of info alerts")
 	fs.StringVar(&o.EmailFrom, "email-from", "alerts@example.com", "sender (and SMTP user) of email alerts")

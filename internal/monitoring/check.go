@@ -203,7 +203,7 @@ func checkPrometheus(r *Report, dir string) {
 	for _, s := range cfg.ScrapeConfigs {
 		jobs = append(jobs, s.JobName)
 	}
-	for _, want := range []string{"gantry", "gantry-proxy", "services"} {
+	for _, want := range []string{"gantry", "services"} {
 		if !slices.Contains(jobs, want) {
 			ok = false
 			r.add(Fail, PrometheusPath, "no scrape job %s", want)

@@ -74,7 +74,8 @@ type Options struct {
 	// placeholder to replace.
 	GantryCA []byte
 	// ProxyTarget is gantry proxy's --metrics-listen as Prometheus reaches
-	// it (default host.docker.internal:9180).
+	// it (default host.docker.internal:9180); "none" scrapes no proxy of
+	// its own (gantry server --proxy serves the proxy's metrics).
 	ProxyTarget string
 	// Alert routing: Slack channel, email recipient and sender, SMTP host.
 	SlackChannel  string
@@ -129,8 +130,8 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("%w: --gantry-scheme %q: use https or http", ErrInput, o.GantryScheme)
 	case !validHostPort(o.GantryTarget):
 		return fmt.Errorf("%w: --gantry-target %q: want HOST:PORT, for example host.docker.internal:8443", ErrInput, o.GantryTarget)
-	case !validHostPort(o.ProxyTarget):
-		return fmt.Errorf("%w: --proxy-target %q: want HOST:PORT, for example host.docker.internal:9180", ErrInput, o.ProxyTarget)
+	case o.ProxyTarget != "none" && !validHostPort(o.ProxyTarget):
+		return fmt.Errorf("%w: --proxy-target %q: want HOST:PORT, for example host.docker.internal:9180, or none", ErrInput, o.ProxyTarget)
 	case !strings.Contains(o.SMTPSmarthost, ":"):
 		return fmt.Errorf("%w: --smtp %q: want HOST:PORT, for example smtp.example.com:587", ErrInput, o.SMTPSmarthost)
 	case !strings.Contains(o.EmailTo, "@") || !strings.Contains(o.EmailFrom, "@"):

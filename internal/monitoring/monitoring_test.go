@@ -223,6 +223,7 @@ func TestBadOptions(t *testing.T) {
 	}{
 		{func(o *Options) { o.GantryScheme = "ftp" }, "--gantry-scheme"},
 		{func(o *Options) { o.GantryTarget = "gantry" }, "--gantry-target"},
+		{func(o *Options) { o.ProxyTarget = "proxy" }, "--proxy-target"},
 		{func(o *Options) { o.UID = 0 }, "other than root"},
 		{func(o *Options) { o.EmailTo = "ops" }, "email addresses"},
 		{func(o *Options) { o.SlackChannel = "#a b" }, "spaces"},
@@ -255,5 +256,24 @@ func TestMetricsOf(t *testing.T) {
 		if err != nil || strings.Join(got, " ") != c.want {
 			t.Errorf("%s: %v %v, want %s", c.expr, got, err, c.want)
 		}
+	}
+}
+
+// TestProxyTargetNone: with the proxy inside gantry server there is no
+// proxy job, and promtool still accepts the configuration.
+func TestProxyTargetNone(t *testing.T) {
+	promtool := tool(t, "promtool", "prometheus")
+	dir := t.TempDir()
+	o := testOptions(dir)
+	o.ProxyTarget = "none"
+	if _, err := Init(o); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, PrometheusPath))
+	if strings.Contains(string(b), "gantry-proxy") {
+		t.Errorf("a proxy job with --proxy-target none:\n%s", b)
+	}
+	if out, err := exec.Command(promtool, "check", "config", filepath.Join(dir, PrometheusPath)).CombinedOutput(); err != nil {
+		t.Errorf("promtool check config: %v\n%s", err, out)
 	}
 }
