@@ -199,7 +199,7 @@ services:
     depends_on:
       api: { condition: service_healthy }
     ports: ["127.0.0.1:PORT:8080"]
-    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 1s, retries: 2 }
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 3s, retries: 2 }
     networks: [front, back]
   api:
     image: IMG_healthy
@@ -208,7 +208,7 @@ services:
     depends_on:
       migrate: { condition: service_completed_successfully }
     volumes: ["data:/data"]
-    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 1s, retries: 2 }
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 3s, retries: 2 }
     networks: [back]
   migrate:
     image: IMG_healthy
@@ -290,7 +290,7 @@ services:
       APP_SECRET_FILE: /run/secrets/db_password
     secrets: [db_password, api_token]
     ports: ["127.0.0.1:PORT:8080"]
-    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 1s, retries: 2 }
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 3s, retries: 2 }
     read_only: true
 secrets:
   db_password: { file: ./db_password.txt }
@@ -352,7 +352,7 @@ services:
     environment: { APP_DATA_DIR: /data }
     volumes: ["data:/data"]
     ports: ["127.0.0.1:PORT:8080"]
-    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 1s, retries: 2 }
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 3s, retries: 2 }
 volumes:
   data: {}
 `

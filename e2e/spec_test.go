@@ -30,7 +30,7 @@ services:
       team: shop
     ports: ["127.0.0.1:PORT:8080"]
     volumes: ["cache:/cache", "./static:/static:ro"]
-    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 1s, retries: 2 }
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 3s, retries: 2 }
     stop_grace_period: 3s
 volumes:
   cache: {}
