@@ -267,7 +267,7 @@ type Environment struct {
 	Protected bool       `yaml:"protected" json:"protected,omitempty"`
 	Approvals *Approvals `yaml:"approvals" json:"approvals,omitempty"`
 	// Requires names environments in which a release must have succeeded
-	// before gantry promote takes it here.
+	// before gantry promote, or gantry deploy, takes it here.
 	Requires []string `yaml:"requires" json:"requires,omitempty"`
 	// Analysis checks a release against Prometheus during its health gate
 	// and a watch window after the switch (see analysis.go).

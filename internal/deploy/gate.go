@@ -52,15 +52,19 @@ type Admission struct {
 	Who audit.Event
 }
 
-// Admit decides whether a release may go to an environment: always where
-// the environment does not require gates; else only when every gate of
-// gantry.yaml ran on the release and passed, or when an admin overrides
-// with a reason. An override is written to the audit log before Admit
+// Admit decides whether a release may go to an environment. Where the
+// environment has requires:, only a release that succeeded in each of
+// those (checkRequires). Then: always where the environment does not
+// require gates; else only when every gate of gantry.yaml ran on the
+// release and passed, or when an admin overrides the gates with a reason. An override is written to the audit log before Admit
 // returns, and a refused one (not an admin) too; when the audit event
 // cannot be written, the override is refused.
 func Admit(ctx context.Context, st *store.Store, log *audit.Log, a Admission) error {
 	if a.Override != nil && strings.TrimSpace(a.Override.Reason) == "" {
 		return inputError("--override-gate needs --reason: say why this release may skip its gates; the reason goes to the audit log")
+	}
+	if err := checkRequires(ctx, st, a); err != nil {
+		return err
 	}
 	if a.Env == nil || !a.Env.RequireGates {
 		return nil

@@ -128,3 +128,77 @@ func TestAdmit(t *testing.T) {
 		t.Errorf("the audit chain: %+v %v", rep, err)
 	}
 }
+
+// TestAdmitRequires: an environment with requires: takes, through gantry
+// deploy too, only a release whose newest deployment that ended in each
+// required environment succeeded, named, and without --image.
+func TestAdmitRequires(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ran := func(env, release string, states ...store.State) {
+		t.Helper()
+		for _, s := range states {
+			d := &store.Deployment{Project: "shop", Env: env, Release: release}
+			if err := st.Create(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			path := map[store.State][]store.State{
+				store.Succeeded:  {store.Deploying, store.Verifying, store.Succeeded},
+				store.RolledBack: {store.Deploying, store.Verifying, store.RolledBack},
+				store.Failed:     {store.Failed},
+				store.Cancelled:  {store.Cancelled},
+			}[s]
+			for _, to := range path {
+				if err := st.Transition(ctx, d.ID, to, "test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	ran("staging", "1.0.0", store.Succeeded)
+	ran("staging", "1.1.0", store.RolledBack)
+	ran("staging", "1.2.0", store.Failed, store.Succeeded)    // fixed, then succeeded
+	ran("staging", "1.3.0", store.Succeeded, store.Failed)    // succeeded, then failed: the newest decides
+	ran("staging", "1.4.0", store.Succeeded, store.Cancelled) // a cancelled one never ran
+	ran("qa", "1.0.0", store.Succeeded)
+
+	prod := &config.Environment{Name: "production", Requires: []string{"staging"}}
+	two := &config.Environment{Name: "production", Requires: []string{"staging", "qa"}}
+	protected := &config.Environment{Name: "production", Requires: []string{"staging"}, Protected: true}
+	tests := []struct {
+		name string
+		a    Admission
+		want string // "" admitted; else a part of the refusal
+	}{
+		{"succeeded in staging", Admission{Env: prod, Release: "1.0.0"}, ""},
+		{"rolled back in staging", Admission{Env: prod, Release: "1.1.0"}, "production requires a release to succeed in staging first: release 1.1.0 did not succeed in staging: deployment 2 is rolled_back (test); deploy it there first: gantry deploy staging --release 1.1.0"},
+		{"failed, then succeeded", Admission{Env: prod, Release: "1.2.0"}, ""},
+		{"succeeded, then failed", Admission{Env: prod, Release: "1.3.0"}, "deployment 6 is failed"},
+		{"succeeded, then cancelled", Admission{Env: prod, Release: "1.4.0"}, ""},
+		{"never in staging", Admission{Env: prod, Release: "2.0.0"}, "release 2.0.0 was never deployed to staging"},
+		{"no release named", Admission{Env: prod}, "production requires a release that succeeded in staging first; name it: gantry deploy production --release VERSION"},
+		{"--image", Admission{Env: prod, Release: "1.0.0", Images: map[string]string{"web": "127.0.0.1:5000/web:x", "api": "x"}}, "--image replaces api, web"},
+		{"both required, in both", Admission{Env: two, Release: "1.0.0"}, ""},
+		{"both required, not in qa", Admission{Env: two, Release: "1.2.0"}, "production requires a release to succeed in qa first: release 1.2.0 was never deployed to qa"},
+		{"protected: promote checks it", Admission{Env: protected, Release: "2.0.0"}, ""},
+		{"no requires", Admission{Env: &config.Environment{Name: "staging"}, Release: "9.9.9"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.a.Project = "shop"
+			err := Admit(ctx, st, audit.Open(st), tt.a)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("admitted, want a refusal with %q", tt.want)
+			case tt.want != "" && (!errors.Is(err, ErrInput) || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("refusal %v, want ErrInput with %q", err, tt.want)
+			}
+		})
+	}
+}

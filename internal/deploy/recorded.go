@@ -3,6 +3,8 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/store"
@@ -20,6 +22,60 @@ func refuseProtected(env *config.Environment) error {
 	}
 	return inputError("%s is protected: releases reach it only through gantry promote, with approvals; for example gantry promote %s %s --release 1.4.0",
 		env.Name, from, env.Name)
+}
+
+// SucceededIn says whether release succeeded in env, as requires: (and
+// gantry promote) ask: its newest deployment there that ended (cancelled
+// ones never ran) must have succeeded. last is that deployment (nil when
+// none ended there); why, empty on success, says what happened instead.
+func SucceededIn(ctx context.Context, st *store.Store, project, env, release string) (last *store.Deployment, why string, err error) {
+	last, err = st.LastOutcome(ctx, project, env, release)
+	switch {
+	case err != nil:
+		return nil, "", err
+	case last == nil:
+		return nil, fmt.Sprintf("release %s was never deployed to %s", release, env), nil
+	case last.State != store.Succeeded:
+		return last, fmt.Sprintf("release %s did not succeed in %s: deployment %d is %s (%s)", release, env, last.ID, last.State, last.Reason), nil
+	}
+	return last, "", nil
+}
+
+// checkRequires: a release reaches an environment with requires: only once
+// it succeeded in each of those environments, by gantry deploy as by gantry
+// promote; and as it ran there, without --image replacing any of it. A
+// protected environment is left to gantry promote, which checks it with
+// the environment it promotes from.
+func checkRequires(ctx context.Context, st *store.Store, a Admission) error {
+	env := a.Env
+	if env == nil || len(env.Requires) == 0 || env.Protected {
+		return nil
+	}
+	first := env.Requires[0]
+	if a.Release == "" {
+		return inputError("%s requires a release that succeeded in %s first; name it: gantry deploy %s --release VERSION (or gantry promote %s %s)",
+			env.Name, strings.Join(env.Requires, ", "), env.Name, first, env.Name)
+	}
+	if len(a.Images) > 0 {
+		svcs := make([]string, 0, len(a.Images))
+		for s := range a.Images {
+			svcs = append(svcs, s)
+		}
+		sort.Strings(svcs)
+		return inputError("%s requires release %s as it succeeded in %s; --image replaces %s: deploy the release without --image, or make a release with those images and deploy it to %s first",
+			env.Name, a.Release, strings.Join(env.Requires, ", "), strings.Join(svcs, ", "), first)
+	}
+	for _, req := range env.Requires {
+		_, why, err := SucceededIn(ctx, st, a.Project, req, a.Release)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			return inputError("%s requires a release to succeed in %s first: %s; deploy it there first: gantry deploy %s --release %s",
+				env.Name, req, why, req, a.Release)
+		}
+	}
+	return nil
 }
 
 // DeployRecorded runs a deployment that was planned and recorded earlier

@@ -262,21 +262,16 @@ func (p *Promoter) source(ctx context.Context, env, release string) (*store.Depl
 		}
 		release = serving.Release
 	}
-	hist, err := p.store.History(ctx, p.file.Project, env, 0)
-	if err != nil {
+	d, why, err := deploy.SucceededIn(ctx, p.store, p.file.Project, env, release)
+	switch {
+	case err != nil:
 		return nil, err
+	case why != "" && d == nil:
+		return nil, refusal(ErrNotPromotable, "%s; deploy it there first: gantry deploy %s --release %s", why, env, release)
+	case why != "":
+		return nil, refusal(ErrNotPromotable, "%s; only a release that succeeded there can be promoted: fix it, release again and deploy it to %s", why, env)
 	}
-	for _, d := range hist {
-		if d.Release != release || !d.State.Terminal() || d.State == store.Cancelled {
-			continue
-		}
-		if d.State == store.Succeeded {
-			return d, nil
-		}
-		return nil, refusal(ErrNotPromotable, "release %s did not succeed in %s: deployment %d is %s (%s); only a release that succeeded there can be promoted: fix it, release again and deploy it to %s",
-			release, env, d.ID, d.State, d.Reason, env)
-	}
-	return nil, refusal(ErrNotPromotable, "release %s was never deployed to %s; deploy it there first: gantry deploy %s --release %s", release, env, env, release)
+	return d, nil
 }
 
 // Decision is the outcome of an approval or a rejection.

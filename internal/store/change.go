@@ -96,6 +96,27 @@ func (s *Store) HistoryVersion(ctx context.Context, project, env string, limit i
 	return v, err
 }
 
+// LastOutcome is the newest deployment of release in env that ended
+// (succeeded, failed or rolled back; a cancelled one never ran), without
+// its plan; nil when the release never ended a deployment there. It says
+// whether a release succeeded where an environment's requires: asks.
+func (s *Store) LastOutcome(ctx context.Context, project, env, release string) (*Deployment, error) {
+	stmt, err := s.prepared(ctx, `SELECT `+deploymentColsNoPlan+` FROM deployments
+		WHERE project=? AND env=? AND release=? AND state IN (?,?,?) ORDER BY id DESC LIMIT 1`)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := stmt.QueryContext(ctx, project, env, release, Succeeded, Failed, RolledBack)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	return scanDeployment(rows)
+}
+
 // ServingID is the id of the deployment serving in env, 0 when none.
 func (s *Store) ServingID(ctx context.Context, project, env string) (int64, error) {
 	var id int64
