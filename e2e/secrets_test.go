@@ -249,6 +249,12 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Errorf("after the rollback /run/secrets/token is %+v", st)
 	}
 
+	// gantry logs shows what the app printed: its secrets, masked.
+	r = keep(p.run("logs", "staging", "--tail", "50"))
+	if r.code != 0 || !strings.Contains(r.stdout, "secretapp: db_password=<redacted>\n") || !strings.Contains(r.stdout, "secretapp: token=<redacted>\n") {
+		t.Errorf("gantry logs should show the app's lines with the values masked: %s", r)
+	}
+
 	// Every command that shows state, in both formats.
 	for _, args := range [][]string{{"status", "staging"}, {"history", "staging"}, {"config", "staging"}, {"audit"}} {
 		for _, output := range []string{"text", "json"} {

@@ -36,7 +36,7 @@ the compose model. Nothing is changed; nothing is contacted.`,
 			// interpolated from the same variable): it prints masked.
 			out := g.stdout
 			defer func() { g.stdout = out }()
-			g.stdout = deploy.SecretRedactor(m).Writer(out)
+			g.stdout = deploy.SecretRedactor(m, nil).Writer(out)
 			return printModel(g, m)
 		},
 	}

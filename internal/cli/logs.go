@@ -13,6 +13,7 @@ import (
 	"github.com/gantryhq/gantry/internal/deploy"
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/logs"
+	"github.com/gantryhq/gantry/internal/redact"
 	"github.com/gantryhq/gantry/internal/runtime"
 )
 
@@ -104,7 +105,22 @@ func streamLogs(ctx context.Context, g *globals, env, service string, o logs.Opt
 		return fmt.Errorf("%w: %v", runtime.ErrUnreachable, err)
 	}
 	defer rt.Close()
-	return logs.Stream(ctx, rt.Client(), targets, o, g.stdout)
+	// The apps may print their secrets: the output is masked with the
+	// values kept for the environment's containers on this machine and
+	// those of today's sources.
+	red := redact.New()
+	for _, v := range docker.SecretValues(f.Project, env) {
+		red.Add(v)
+	}
+	if m, err := f.Resolve(ctx, env); err == nil {
+		red = deploy.SecretRedactor(m, red)
+	}
+	w := red.LineWriter(g.stdout)
+	err = logs.Stream(ctx, rt.Client(), targets, o, w)
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // followShorthand turns the -f of `gantry logs ... -f` into --follow, as

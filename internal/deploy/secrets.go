@@ -213,10 +213,13 @@ func (e *Engine) readSecretDef(m *config.Model, name string, def types.SecretCon
 	return v, nil
 }
 
-// SecretRedactor returns a redactor that knows the values of a model's
-// secrets that can be read now: for commands that print the model.
-func SecretRedactor(m *config.Model) *redact.Redactor {
-	r := redact.New()
+// SecretRedactor teaches r (a new redactor when nil) the values of a
+// model's secrets that can be read now, and returns it: for commands that
+// print the model or what its containers say.
+func SecretRedactor(m *config.Model, r *redact.Redactor) *redact.Redactor {
+	if r == nil {
+		r = redact.New()
+	}
 	for name, def := range m.Compose.Secrets {
 		if v, err := readSecretValue(m, name, def); err == nil {
 			r.Add(v.value)

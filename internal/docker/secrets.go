@@ -319,3 +319,22 @@ func (r *Runtime) ResolveUser(ctx context.Context, imageID, user string) (int, i
 	}
 	return uid, gid, nil
 }
+
+// SecretValues reads the values of the secret files kept on this machine
+// for an environment's containers: what a command that shows container
+// output must mask (the values as deployed, even when a source changed
+// since). Files it may not read are skipped.
+func SecretValues(project, env string) [][]byte {
+	root, err := SecretsRoot(false)
+	if err != nil || filepath.Base(project) != project || filepath.Base(env) != env {
+		return nil
+	}
+	files, _ := filepath.Glob(filepath.Join(root, project, env, "*", "*"))
+	var out [][]byte
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}

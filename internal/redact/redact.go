@@ -6,6 +6,7 @@
 package redact
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -148,6 +149,40 @@ func (w writer) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// LineWriter returns a writer that redacts what it passes on to w a whole
+// line at a time, however the writes before it cut the text: for output
+// that goes through a buffer of its own (a bufio.Writer splits at its
+// size, maybe inside a value). Flush writes what is left of a last line.
+func (r *Redactor) LineWriter(w io.Writer) *LineWriter { return &LineWriter{r: r, w: w} }
+
+// LineWriter is the writer LineWriter returns.
+type LineWriter struct {
+	r   *Redactor
+	w   io.Writer
+	buf []byte
+}
+
+func (l *LineWriter) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
+		if _, err := io.WriteString(l.w, l.r.String(string(l.buf[:i+1]))); err != nil {
+			return 0, err
+		}
+		l.buf = append(l.buf[:0], l.buf[i+1:]...)
+	}
+	return len(p), nil
+}
+
+// Flush writes what is left of a last line without its newline.
+func (l *LineWriter) Flush() error {
+	if len(l.buf) == 0 {
+		return nil
+	}
+	_, err := io.WriteString(l.w, l.r.String(string(l.buf)))
+	l.buf = l.buf[:0]
+	return err
 }
 
 // Handler returns a slog handler that redacts the message and every

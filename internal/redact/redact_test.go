@@ -105,3 +105,23 @@ func TestHandler(t *testing.T) {
 		t.Fatalf("log lost its content:\n%s", out)
 	}
 }
+
+// A value cut in two by a buffer's boundary is masked all the same.
+func TestLineWriter(t *testing.T) {
+	r := New()
+	r.Add([]byte("topsecret"))
+	var b bytes.Buffer
+	w := r.LineWriter(&b)
+	for _, chunk := range []string{"a=top", "secret\nb=tops", "ecret\nc=topsecret"} {
+		if n, err := w.Write([]byte(chunk)); err != nil || n != len(chunk) {
+			t.Fatalf("Write: %d %v", n, err)
+		}
+	}
+	if b.String() != "a=<redacted>\nb=<redacted>\n" {
+		t.Fatalf("before Flush: %q", b.String())
+	}
+	w.Flush()
+	if b.String() != "a=<redacted>\nb=<redacted>\nc=<redacted>" {
+		t.Fatalf("after Flush: %q", b.String())
+	}
+}
