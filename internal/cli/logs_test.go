@@ -24,10 +24,12 @@ func logsProject(t *testing.T) string {
     image: %[1]s
     environment: { APP_TICK: 100ms }
     read_only: true
+    healthcheck: { disable: true }   # logs, not health: no check to fail on a loaded machine
   worker:
     image: %[1]s
     environment: { APP_TICK: 100ms }
     read_only: true
+    healthcheck: { disable: true }   # logs, not health: no check to fail on a loaded machine
 `, img))
 }
 
