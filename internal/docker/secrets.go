@@ -28,7 +28,8 @@ import (
 const SecretsDirEnv = "GANTRY_SECRETS_DIR"
 
 // SecretsRoot finds (and, with create, makes, mode 0700) the directory of
-// secret files on this machine.
+// secret files on this machine. Without create, a machine where gantry
+// never wrote one answers an error wrapping fs.ErrNotExist.
 func SecretsRoot(create bool) (string, error) {
 	if d := os.Getenv(SecretsDirEnv); d != "" {
 		if !filepath.IsAbs(d) {
@@ -52,11 +53,19 @@ func SecretsRoot(create bool) (string, error) {
 	}
 	var errs []error
 	for _, c := range candidates {
+		if _, err := os.Lstat(c); !create && errors.Is(err, fs.ErrNotExist) {
+			// Looking, not writing: a gantry that could not make this one
+			// wrote into the next.
+			continue
+		}
 		d, err := secretsDir(c, create)
 		if err == nil {
 			return d, nil
 		}
 		errs = append(errs, err)
+	}
+	if !create && len(errs) == 0 && len(candidates) > 0 {
+		return "", fmt.Errorf("no secret files on this machine: %w", fs.ErrNotExist)
 	}
 	if len(errs) == 0 {
 		return "", fmt.Errorf("no tmpfs for secret files on this machine (/run, $XDG_RUNTIME_DIR and /dev/shm are not tmpfs); mount one (mount -t tmpfs -o mode=0700,size=16m tmpfs /run/gantry) and point %s at it", SecretsDirEnv)

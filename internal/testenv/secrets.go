@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +70,9 @@ func SecretApp(t testing.TB, mode string) string {
 func SecretDirs(t testing.TB, project string) []string {
 	t.Helper()
 	root, err := docker.SecretsRoot(false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // gantry never wrote a secret on this machine
+	}
 	if err != nil {
 		t.Fatalf("secrets root: %v", err)
 	}
