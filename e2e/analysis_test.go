@@ -42,7 +42,7 @@ NOTIFY`
 
 // analysisCompose is webFixed with a health check that tolerates a busy
 // machine: these tests are about the analysis, not the health gate.
-var analysisCompose = strings.Replace(webFixed, "      timeout: 1s\n      retries: 2", "      timeout: 5s\n      retries: 5", 1)
+var analysisCompose = strings.Replace(webFixed, "      timeout: 3s\n      retries: 2", "      timeout: 5s\n      retries: 5", 1)
 
 // traffic sends GET /version to the app every 20ms until stop is called
 // or a minute passes: a bounded load that gives the error rate its data.

@@ -33,7 +33,7 @@ services:
     healthcheck:
       test: ["CMD", "/app", "check"]
       interval: 500ms
-      timeout: 1s
+      timeout: 3s
       retries: 2
     restart: unless-stopped
     read_only: true
@@ -171,7 +171,7 @@ func TestProbeFailureRolledBack(t *testing.T) {
 	compose := strings.Replace(webFixed, `    healthcheck:
       test: ["CMD", "/app", "check"]
       interval: 500ms
-      timeout: 1s
+      timeout: 3s
       retries: 2
 `, "    healthcheck: { disable: true }\n", 1)
 	p := newProject(t, "probe", gy, compose)

@@ -54,7 +54,7 @@ const promoteComposeYAML = `services:
     healthcheck:
       test: ["CMD", "/app", "check"]
       interval: 1s
-      timeout: 1s
+      timeout: 3s
       retries: 2
 `
 

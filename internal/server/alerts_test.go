@@ -65,7 +65,7 @@ func TestAlertsFromTheServer(t *testing.T) {
 	}))
 	t.Cleanup(hook.Close)
 	// A health check that tolerates a busy machine: this test is about alerts.
-	compose := strings.Replace(fixtureCompose, "timeout: 1s\n      retries: 2", "timeout: 5s\n      retries: 5", 1)
+	compose := strings.Replace(fixtureCompose, "timeout: 3s\n      retries: 2", "timeout: 5s\n      retries: 5", 1)
 	if compose == fixtureCompose {
 		t.Fatal("the fixture's health check changed; adjust this test")
 	}

@@ -40,7 +40,7 @@ const fixtureCompose = `services:
     healthcheck:
       test: ["CMD", "/app", "check"]
       interval: 500ms
-      timeout: 1s
+      timeout: 3s
       retries: 2
     read_only: true
 `
