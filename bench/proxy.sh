@@ -11,11 +11,20 @@
 # Goals: gantry's throughput at least 0.8x nginx's, and gantry's p50 added
 # latency (p50 through it minus p50 direct) no more than nginx's.
 #
+# Then a deploy under load: wrk (1 thread, 8 connections) through the proxy
+# while `gantry deploy` replaces the routed service blue/green, beside wrk on
+# the published port while `docker compose up -d` recreates the same service
+# with the new image; the failed requests of each (goal: none for gantry).
+# And the switch back: the time of the proxy's switch call through the admin
+# socket, from asking to every new request on the other release (goal: under
+# 50 ms).
+#
 # Environment: GANTRY (default bin/gantry), BENCH_PROXY_ROUNDS (3),
 # BENCH_PROXY_SECONDS (10 per run), BENCH_PROXY_CONNECTIONS (32),
 # BENCH_IMAGE (gantry-example/app:1.0.0), BENCH_PROXY_PORT (23080; nginx
-# gets +1, the process upstream +2), BENCH_PROXY_UPSTREAMS ("container
-# process"), BENCH_KEEP=1 keeps the work directory.
+# gets +1, the process upstream +2, compose +3), BENCH_PROXY_UPSTREAMS
+# ("container process"), BENCH_PROXY_DEPLOY (1; 0 skips the deploy under
+# load), BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -27,6 +36,9 @@ IMAGE="${BENCH_IMAGE:-gantry-example/app:1.0.0}"
 GPORT="${BENCH_PROXY_PORT:-23080}"
 NPORT=$((GPORT + 1))
 APORT=$((GPORT + 2))
+CPORT=$((GPORT + 3))
+DEPLOY_PART="${BENCH_PROXY_DEPLOY:-1}"
+NEW_IMAGE="${BENCH_NEW_IMAGE:-gantry-example/app:1.1.0}"
 UPSTREAMS="${BENCH_PROXY_UPSTREAMS:-container process}"
 
 # Debian's wrk and nginx-light; nginx's own service is not started.
@@ -50,8 +62,11 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
 fi
 
 work="$(mktemp -d)"
-cid="" nginx_pid="" proxy_pid="" app_pid=""
+cid="" nginx_pid="" proxy_pid="" app_pid="" dl_project="gbench-proxy-$$"
 cleanup() {
+	docker compose -p "$dl_project-compose" down -v >/dev/null 2>&1 || true
+	ids="$(docker ps -aq --filter "label=io.gantry.project=$dl_project")"
+	if [ -n "$ids" ]; then docker rm -f -v $ids >/dev/null 2>&1 || true; fi
 	if [ -n "$app_pid" ]; then kill "$app_pid" 2>/dev/null || true; wait "$app_pid" 2>/dev/null || true; fi
 	if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; fi
 	if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
@@ -188,3 +203,91 @@ for u in $UPSTREAMS; do
 	*) echo "bench: unknown upstream $u in BENCH_PROXY_UPSTREAMS; use container and/or process" >&2; exit 2 ;;
 	esac
 done
+
+# wrk_failed FILE: "failed total" from a wrk report: socket errors and
+# non-2xx answers, of all requests.
+wrk_failed() {
+	awk '/requests in/ { total = $1 } /Socket errors/ { gsub(",", ""); f += $4 + $6 + $8 + $10 }
+		/Non-2xx/ { f += $NF } END { printf "%d %d\n", f, total }' "$1"
+}
+
+deploy_under_load() {
+	local dir="$work/deploy" sock r
+	mkdir -p "$dir/compose"
+	[ "$DEPLOY_PART" = 1 ] || return 0
+	docker image inspect "$NEW_IMAGE" >/dev/null 2>&1 || bash examples/build.sh --all >/dev/null
+	cat >"$dir/gantry.yaml" <<YAML
+project: $dl_project
+compose: compose.yaml
+proxy:
+  listen: 127.0.0.1:$GPORT
+  drain_timeout: 10s
+environments:
+  bench:
+    health: { window: 2m, min_healthy: 2s }
+    routes:
+      web: { port: 8080 }
+YAML
+	cat >"$dir/compose.yaml" <<YAML
+services:
+  web:
+    image: \${BENCH_WEB_IMAGE:-$IMAGE}
+    labels: { io.gantry.test: "1" }
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 1s, timeout: 2s, retries: 3 }
+YAML
+	sed 's|^services:|name: '"$dl_project"'-compose\nservices:|; s|^    healthcheck|    ports: ["127.0.0.1:'"$CPORT"':8080"]\n    healthcheck|' "$dir/compose.yaml" >"$dir/compose/compose.yaml"
+	g() { "$GANTRY" --file "$dir/gantry.yaml" "$@"; }
+	"$GANTRY" --file "$dir/gantry.yaml" proxy >"$dir/proxy.log" 2>&1 &
+	proxy_pid=$!
+	sock="$dir/.gantry/proxy/admin.sock"
+	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+	g deploy bench --release 1.0.0 >/dev/null 2>&1 || { echo "bench: the first gantry deploy failed" >&2; cat "$dir/proxy.log" >&2; exit 1; }
+
+	echo
+	echo "bench: deploy under load (wrk -t1 -c8) of $NEW_IMAGE over $IMAGE"
+	wrk -t1 -c8 -d60s "http://127.0.0.1:$GPORT/version" >"$dir/wrk.gantry" 2>&1 &
+	local wrk_pid=$! t0 t1
+	sleep 2
+	t0=$(date +%s.%N)
+	g deploy bench --release 1.1.0 --image "web=$NEW_IMAGE" >"$dir/deploy.log" 2>&1 || { echo "bench: gantry deploy failed:" >&2; cat "$dir/deploy.log" >&2; }
+	t1=$(date +%s.%N)
+	sleep 2
+	kill -INT "$wrk_pid" 2>/dev/null || true
+	wait "$wrk_pid" 2>/dev/null || true
+
+	(cd "$dir/compose" && docker compose up -d --wait >/dev/null 2>&1) || { echo "bench: docker compose up failed" >&2; exit 1; }
+	wrk -t1 -c8 -d60s "http://127.0.0.1:$CPORT/version" >"$dir/wrk.compose" 2>&1 &
+	wrk_pid=$!
+	sleep 2
+	local c0 c1
+	c0=$(date +%s.%N)
+	(cd "$dir/compose" && BENCH_WEB_IMAGE="$NEW_IMAGE" docker compose up -d >/dev/null 2>&1)
+	for _ in $(seq 300); do curl -fs "http://127.0.0.1:$CPORT/version" >/dev/null && break; sleep 0.1; done
+	c1=$(date +%s.%N)
+	sleep 2
+	kill -INT "$wrk_pid" 2>/dev/null || true
+	wait "$wrk_pid" 2>/dev/null || true
+
+	read -r gf gt < <(wrk_failed "$dir/wrk.gantry")
+	read -r cf ct < <(wrk_failed "$dir/wrk.compose")
+	printf '%-34s %10s %10s %10s\n' "deploy under load" "requests" "failed" "seconds"
+	printf '%-34s %10d %10d %10.1f\n' "gantry deploy (blue/green)" "$gt" "$gf" "$(echo "$t1 - $t0" | bc)"
+	printf '%-34s %10d %10d %10.1f\n' "docker compose up -d (recreate)" "$ct" "$cf" "$(echo "$c1 - $c0" | bc)"
+	[ "$gf" = 0 ] && echo "gantry: zero failed requests (goal met)" || echo "gantry: $gf failed requests (goal NOT met)"
+
+	# The switch back: 20 switches between the two releases' upstreams.
+	local cur prev times=()
+	cur="$(g proxy status --output json | awk -F'"' '/"upstream"/ { getline; print $4; exit }')"
+	prev="$(g proxy status --output json | awk -F'"' '/"previous"/ { getline; print $4; exit }')"
+	for i in $(seq 20); do
+		[ $((i % 2)) = 1 ] && to="$prev" || to="$cur"
+		times+=("$(curl -s -o /dev/null -w '%{time_total}' --unix-socket "$sock" -X POST \
+			-d '{"env":"bench","service":"web","to":{"addr":"'"$to"'"},"reason":"rollback"}' http://gantry-proxy/v1/switch)")
+	done
+	printf '%s\n' "${times[@]}" | sort -g | awk '{ v[NR] = $1 * 1000 } END {
+		printf "switch back through the admin socket: p50 %.1f ms, max %.1f ms (goal under 50 ms: %s)\n", v[int((NR + 1) / 2)], v[NR], (v[NR] < 50 ? "met" : "NOT met") }'
+	kill "$proxy_pid" 2>/dev/null || true
+	wait "$proxy_pid" 2>/dev/null || true
+	proxy_pid=""
+}
+deploy_under_load

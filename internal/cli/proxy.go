@@ -133,15 +133,7 @@ engine and the subcommands below change them through the admin socket
 			tuneProxyGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return proxyErr(proxy.Run(ctx, o, func(l proxy.Listening) {
-				if l.HTTP != "" {
-					fmt.Fprintf(g.stdout, "gantry proxy listening on http://%s\n", l.HTTP)
-				}
-				if l.HTTPS != "" {
-					fmt.Fprintf(g.stdout, "gantry proxy listening on https://%s\n", l.HTTPS)
-				}
-				fmt.Fprintf(g.stdout, "admin socket %s\n", l.Admin)
-			}))
+			return proxyErr(proxy.Run(ctx, o, g.printListening))
 		},
 	}
 	pf.bind(cmd, "")
@@ -171,6 +163,17 @@ func serveMetrics(addr string, h http.Handler) (stop func(), err error) {
 	return func() { srv.Close() }, nil
 }
 
+// printListening says where a started proxy listens.
+func (g *globals) printListening(l proxy.Listening) {
+	if l.HTTP != "" {
+		fmt.Fprintf(g.stdout, "gantry proxy listening on http://%s\n", l.HTTP)
+	}
+	if l.HTTPS != "" {
+		fmt.Fprintf(g.stdout, "gantry proxy listening on https://%s\n", l.HTTPS)
+	}
+	fmt.Fprintf(g.stdout, "admin socket %s\n", l.Admin)
+}
+
 // tuneProxyGC collects at 5x the live heap: the proxy's live heap is small
 // (buffers of open connections) and its garbage comes per request, so a
 // bigger allowance is fewer collections for little memory; 256 MiB bounds
@@ -198,14 +201,7 @@ func (g *globals) startProxy(ctx context.Context, stopServer func(), on bool, re
 	o.Registerer = reg
 	errc := make(chan error, 1)
 	go func() {
-		err := proxy.Run(ctx, o, func(l proxy.Listening) {
-			if l.HTTP != "" {
-				fmt.Fprintf(g.stdout, "gantry proxy listening on http://%s\n", l.HTTP)
-			}
-			if l.HTTPS != "" {
-				fmt.Fprintf(g.stdout, "gantry proxy listening on https://%s\n", l.HTTPS)
-			}
-		})
+		err := proxy.Run(ctx, o, g.printListening)
 		if err != nil {
 			g.log.Error("the proxy stopped; stopping the server", "err", err)
 			stopServer()

@@ -70,3 +70,36 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSwitch is a switch of a route between two upstreams: the state
+// saved, the table rebuilt and swapped. What a rollback waits for.
+func BenchmarkSwitch(b *testing.B) {
+	ups := [2]string{}
+	for i := range ups {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		ups[i] = ln.Addr().String()
+	}
+	p, err := New(Options{StateFile: filepath.Join(b.TempDir(), "state.json")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.Switch(b.Context(), SwitchRequest{Env: "prod", Service: "web", Path: "/", To: Upstream{Addr: ups[i%2]}, Reason: ReasonRollback}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

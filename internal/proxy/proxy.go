@@ -552,13 +552,18 @@ func (p *Proxy) routed(b *backend) bool {
 // cut ends what is still open on a backend: upgraded connections are
 // cancelled, pooled connections (busy ones too) closed.
 func (b *backend) cut() int {
+	return b.cutUpgraded() + b.pool.closeAll()
+}
+
+// cutUpgraded cancels the backend's upgraded connections and says how
+// many there were.
+func (b *backend) cutUpgraded() int {
 	b.upMu.Lock()
-	n := len(b.upgraded)
+	defer b.upMu.Unlock()
 	for _, cancel := range b.upgraded {
 		cancel()
 	}
-	b.upMu.Unlock()
-	return n + b.pool.closeAll()
+	return len(b.upgraded)
 }
 
 // SetMaintenance turns an environment's maintenance page on or off: while

@@ -129,10 +129,6 @@ func (p *Proxy) cutUpgrades() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, b := range p.backends {
-		b.upMu.Lock()
-		for _, cancel := range b.upgraded {
-			cancel()
-		}
-		b.upMu.Unlock()
+		b.cutUpgraded()
 	}
 }

@@ -84,8 +84,13 @@ func loadState(path string) (State, error) {
 	return s, nil
 }
 
-// saveState writes the state to a temporary file, syncs it and renames it
-// over the old one, so that a crash leaves either the old or the new state.
+// saveState writes the state to a temporary file and renames it over the
+// old one, so that a proxy killed at any point leaves the old or the new
+// state, never half of one. It does not fsync: what the file must survive
+// is a restart of the proxy process, which the page cache does; a power
+// loss restarts the containers on new ephemeral ports anyway, so a state
+// from before it would be stale whatever was synced, and fsync made a
+// switch wait on the disk (tens of milliseconds on a busy host).
 func saveState(path string, s State) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -104,19 +109,11 @@ func saveState(path string, s State) error {
 		f.Close()
 		return fmt.Errorf("save the proxy state: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save the proxy state: %w", err)
-	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("save the proxy state: %w", err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("save the proxy state: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
