@@ -107,6 +107,11 @@ func (e *Engine) secrets(ctx context.Context, m *config.Model, service string, i
 		mnt := runtime.SecretMount{Name: ref.Source, Target: target, Mode: defaultSecretMode,
 			File: v.file, Env: v.env, EnvFile: v.envFile, Fingerprint: v.fingerprint, Value: v.value,
 			External: v.external != "", ExternalName: v.external}
+		if e.orchestrated() {
+			// Swarm's default: its tasks run as any user, and root owns
+			// the file unless compose says otherwise.
+			mnt.Mode = 0o444
+		}
 		if ref.Mode != nil {
 			if *ref.Mode < 0 || *ref.Mode > 0o777 {
 				return nil, inputError("service %s, secret %s: mode %#o is not a file mode; write it like 0400 or 0440", service, ref.Source, *ref.Mode)

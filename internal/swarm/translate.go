@@ -364,14 +364,10 @@ func secretRefs(p *runtime.Plan, svc *runtime.Service) ([]*swarm.SecretReference
 		if !m.External {
 			name = secretObjectName(p.ComposeName, m)
 		}
-		var ref *types.FileReferenceConfig
-		for _, s := range svc.Config.Secrets {
-			if s.Source == m.Name {
-				r := types.FileReferenceConfig(s)
-				ref = &r
-			}
-		}
-		out = append(out, &swarm.SecretReference{File: fileRef(fileTarget(m.Target), ref), SecretName: name})
+		// The mount carries compose's uid, gid and mode (the stored
+		// compose config does not: its mode does not survive JSON).
+		f := &swarm.SecretReferenceFileTarget{Name: fileTarget(m.Target), UID: strconv.Itoa(m.UID), GID: strconv.Itoa(m.GID), Mode: os.FileMode(m.Mode)}
+		out = append(out, &swarm.SecretReference{File: f, SecretName: name})
 	}
 	return out, nil
 }

@@ -47,7 +47,7 @@ func translatePlan(t *testing.T) (*runtime.Plan, *config.Model) {
 			// The engine's fingerprint is keyed; a plain hash stands in.
 			sum := sha256.Sum256(b)
 			s.Secrets = append(s.Secrets, runtime.SecretMount{Name: ref.Source, File: file, Target: "/run/secrets/" + ref.Source,
-				Value: b, Fingerprint: hex.EncodeToString(sum[:8])})
+				Value: b, Fingerprint: hex.EncodeToString(sum[:8]), Mode: 0o444})
 		}
 		p.Services[name] = s
 	}
@@ -119,5 +119,21 @@ func TestSpecUnsupported(t *testing.T) {
 	_, err := gswarm.Spec(p, "web", runtime.Rollout{})
 	if !errors.Is(err, runtime.ErrUnsupported) {
 		t.Errorf("restart: sometimes: err = %v, want ErrUnsupported", err)
+	}
+}
+
+// A secret's owner and mode come from the plan's mount, which keeps what
+// compose said (the stored compose config loses its mode in JSON).
+func TestSpecSecretFile(t *testing.T) {
+	p, _ := translatePlan(t)
+	m := &p.Services["web"].Secrets[0]
+	m.UID, m.GID, m.Mode = 1000, 4242, 0o440
+	spec, err := gswarm.Spec(p, "web", runtime.Rollout{Monitor: 7e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := spec.TaskTemplate.ContainerSpec.Secrets[0].File
+	if f.UID != "1000" || f.GID != "4242" || f.Mode != 0o440 || f.Name != "token" {
+		t.Fatalf("secret file %+v, want token 1000:4242 0440", f)
 	}
 }
