@@ -206,12 +206,18 @@ func DependencyOrder(p *types.Project) ([]string, error) {
 }
 
 // Strategy is how a service is replaced in this environment: "job" for
-// one-shot jobs, else "stop-first" or "start-first". With strategy auto,
+// one-shot jobs, "blue-green" for a routed service, else "stop-first" or
+// "start-first". With strategy auto,
 // a service that holds a fixed host port is stop-first: its old and new
 // containers cannot bind the port side by side.
 func (m *Model) Strategy(service string) Strategy {
 	if m.IsJob(service) {
 		return "job"
+	}
+	if m.Env.Routes[service] != nil {
+		// Routed by the gantry proxy: started beside the old container,
+		// then switched (deploy/bluegreen.go).
+		return StrategyBlueGreen
 	}
 	switch m.Env.Strategy {
 	case StrategyStopFirst, StrategyStartFirst:

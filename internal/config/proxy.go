@@ -12,6 +12,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// StrategyBlueGreen is the strategy of a service with a route: its new
+// container starts beside the old one and the proxy switches traffic.
+const StrategyBlueGreen Strategy = "blue-green"
+
 // Defaults of the proxy section.
 const (
 	DefaultProxyListen       = ":80"

@@ -31,7 +31,7 @@ import (
 )
 
 // StrategyBlueGreen is the strategy of a routed service.
-const StrategyBlueGreen = "blue-green"
+const StrategyBlueGreen = string(config.StrategyBlueGreen)
 
 // checkProxy is the step at which a deploy finds no proxy to switch.
 const checkProxy = "proxy"

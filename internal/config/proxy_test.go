@@ -1,0 +1,59 @@
+package config
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestRoutesNormalized: host names are lower-cased without a trailing dot,
+// paths lose a trailing slash, the proxy section gets its defaults.
+func TestRoutesNormalized(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "good.routes.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env, svc, host, path string
+		port                 int
+	}{
+		{"staging", "web", "staging.shop.example", "/", 8080},
+		{"staging", "api", "staging.shop.example", "/api", 9090},
+		{"production", "web", "shop.example", "/", 8080},
+	} {
+		r := f.Environments[tc.env].Routes[tc.svc]
+		if r == nil || r.Host != tc.host || r.Path != tc.path || r.Port != tc.port {
+			t.Errorf("%s/%s = %+v, want %s %s %d", tc.env, tc.svc, r, tc.host, tc.path, tc.port)
+		}
+	}
+	p := f.Proxy
+	if p.Listen != "127.0.0.1:8000" || p.TLS == nil || p.TLS.Listen != DefaultProxyTLSListen || p.MaxBody != 1<<20 || p.DrainTimeout.D() != 10*time.Second {
+		t.Errorf("proxy section = %+v (tls %+v)", p, p.TLS)
+	}
+	d, err := Load(filepath.Join("testdata", "good.minimal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Proxy.Listen != DefaultProxyListen || d.Proxy.MaxBody != DefaultProxyMaxBody || d.Proxy.DrainTimeout.D() != DefaultProxyDrainTimeout {
+		t.Errorf("proxy defaults = %+v", d.Proxy)
+	}
+}
+
+// TestRoutedStrategy: a routed service is blue-green, a job stays a job.
+func TestRoutedStrategy(t *testing.T) {
+	f := loadProject(t, "gantry.yaml")
+	m, err := f.Resolve(t.Context(), "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Env.Routes = map[string]*ProxyRoute{"web": {Path: "/", Port: 8080}, "migrate": {Path: "/m", Port: 8080}}
+	if s := m.Strategy("web"); s != StrategyBlueGreen {
+		t.Errorf("routed web: %s, want blue-green", s)
+	}
+	if s := m.Strategy("migrate"); s != "job" {
+		t.Errorf("routed job: %s, want job", s)
+	}
+	if s := m.Strategy("worker"); s == StrategyBlueGreen {
+		t.Errorf("worker without a route: %s", s)
+	}
+}
