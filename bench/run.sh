@@ -13,7 +13,7 @@
 # Environment: GANTRY (gantry binary, default bin/gantry), BENCH_ROUNDS (default 3),
 # BENCH_IMAGE / BENCH_BAD_IMAGE (default gantry-example/app:1.0.0 / :2.0.0-unhealthy),
 # BENCH_SKIP_IMAGES=1 to use images already built, BENCH_PARTS (default
-# "deploy push version lint server scan proxy analysis health") to run only some parts. Extra arguments go to gantry-bench
+# "deploy push version lint server scan proxy analysis health swarm") to run only some parts. Extra arguments go to gantry-bench
 # (e.g. -compose-only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ export PATH="/usr/local/go/bin:$PATH"
 GANTRY="${GANTRY:-$PWD/bin/gantry}"
 export GANTRY
 
-PARTS=" ${BENCH_PARTS:-deploy push version lint server scan proxy analysis health} "
+PARTS=" ${BENCH_PARTS:-deploy push version lint server scan proxy analysis health swarm} "
 
 if [[ $PARTS == *" deploy "* ]]; then
 	bash scripts/ensure-compose.sh
@@ -52,6 +52,10 @@ if [[ $PARTS == *" lint "* ]]; then bash bench/lint.sh; fi
 
 # The server: list requests and /readyz under load, memory while it watches 100 services.
 if [[ $PARTS == *" server "* ]]; then bash bench/server.sh; fi
+
+# Docker Swarm, on a two-node swarm the bench makes and removes (bench/swarm.sh):
+# rolling 10 replicas vs docker stack deploy, the whole release rolled back vs docker service rollback.
+if [[ $PARTS == *" swarm "* ]]; then bash bench/swarm.sh; fi
 
 # The scan gate: its decision over 10,000 findings, beside trivy convert --exit-code.
 if [[ $PARTS == *" scan "* ]]; then bash bench/scan.sh; fi

@@ -271,7 +271,8 @@ func (e *Engine) rollService(ctx context.Context, o runtime.Orchestrator, id int
 	rctx, cancel := context.WithTimeout(ctx, window)
 	defer cancel()
 	start := time.Now()
-	rr, err := o.Roll(rctx, plan, name, func(p, detail string) { e.report.Service(name, p, detail) })
+	rr, err := o.Roll(rctx, plan, name, runtime.RollOptions{Restore: phase == "rollback",
+		Progress: func(p, detail string) { e.report.Service(name, p, detail) }})
 	sr.GateSeconds = time.Since(start).Seconds()
 	if err != nil {
 		e.report.Service(name, "failed", err.Error())

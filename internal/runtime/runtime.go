@@ -273,7 +273,7 @@ type Orchestrator interface {
 	// Roll brings one service to its spec in p and follows the rollout
 	// until it converged, failed (the runtime rolled it back, paused it, or
 	// a task failed), or ctx ended. It never leaves a service paused.
-	Roll(ctx context.Context, p *Plan, service string, progress func(phase, detail string)) (RollResult, error)
+	Roll(ctx context.Context, p *Plan, service string, opts RollOptions) (RollResult, error)
 	// Services reports every service of an environment, with its tasks
 	// per node.
 	Services(ctx context.Context, project, env string) ([]ServiceState, error)
@@ -295,6 +295,16 @@ type Rollout struct {
 	// Order is the environment's strategy: auto, start-first or
 	// stop-first.
 	Order string
+}
+
+// RollOptions say how to follow one rollout.
+type RollOptions struct {
+	// Progress hears the rollout's phases (updating, rolling back, 3/4).
+	Progress func(phase, detail string)
+	// Restore: the service returns to a release that ran before (a
+	// rollback). A task that fails is left to the runtime to start again;
+	// only the end of ctx ends the wait.
+	Restore bool
 }
 
 // RollResult is how one service's rollout ended.

@@ -60,7 +60,8 @@ const (
 // the tasks are read every poll interval (the Engine API has no task
 // events). It returns as soon as Swarm starts rolling a failed update back,
 // so that the engine can roll every other service back at the same time.
-func (r *Runtime) Roll(ctx context.Context, p *runtime.Plan, name string, progress func(phase, detail string)) (runtime.RollResult, error) {
+func (r *Runtime) Roll(ctx context.Context, p *runtime.Plan, name string, opts runtime.RollOptions) (runtime.RollResult, error) {
+	progress := opts.Progress
 	if progress == nil {
 		progress = func(string, string) {}
 	}
@@ -84,7 +85,7 @@ func (r *Runtime) Roll(ctx context.Context, p *runtime.Plan, name string, progre
 	msgs, evErrs := r.c.Events(evCtx, events.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("type", string(events.ServiceEventType)), filters.Arg("service", spec.Name))})
 
-	f := &follower{r: r, plan: p, name: name, spec: spec, progress: progress}
+	f := &follower{r: r, plan: p, name: name, spec: spec, progress: progress, restore: opts.Restore}
 	cur, _, err := r.c.ServiceInspectWithRaw(ctx, spec.Name, swarm.ServiceInspectOptions{})
 	switch {
 	case errdefs.IsNotFound(err):
@@ -122,6 +123,11 @@ func (r *Runtime) Roll(ctx context.Context, p *runtime.Plan, name string, progre
 		f.id, f.expect = cur.ID, expectRollback
 	default:
 		progress("updating", spec.Name)
+		if opts.Restore && spec.UpdateConfig != nil {
+			// On the way back, a failed task must not make Swarm roll
+			// back to the release that failed: it is started again.
+			spec.UpdateConfig.FailureAction = swarm.UpdateFailureActionContinue
+		}
 		if _, err := r.c.ServiceUpdate(ctx, cur.ID, cur.Version, spec, swarm.ServiceUpdateOptions{EncodedRegistryAuth: auth}); err != nil {
 			return runtime.RollResult{}, fmt.Errorf("update service %s: %w", spec.Name, err)
 		}
@@ -173,6 +179,7 @@ type follower struct {
 	expect   expectation
 	progress func(phase, detail string)
 
+	restore       bool
 	resumed       bool
 	strandedSince time.Time
 	running0      int
@@ -367,6 +374,10 @@ func (f *follower) check(ctx context.Context, auth string) (runtime.RollResult, 
 		sort.Strings(nodes)
 		res.Check, res.Reason = "node", why(fmt.Sprintf("node %s went down during the update of %s, which cannot finish while its tasks there never start", strings.Join(nodes, ", "), f.spec.Name))
 		return res, true, nil
+	case f.restore && !converged:
+		// On the way back, Swarm starts failed tasks again; the window
+		// decides.
+		return res, false, nil
 	case job && len(failed) > 0:
 		res.Check, res.Reason = "task", why(fmt.Sprintf("job %s failed", f.name))
 		return res, true, nil

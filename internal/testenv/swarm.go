@@ -95,106 +95,143 @@ func SwarmWithWorker(t testing.TB) *SwarmCluster {
 func newSwarm(t testing.TB, worker bool) *SwarmCluster {
 	t.Helper()
 	c := Docker(t)
-	lockSwarm(t)
+	sc, stop, err := StartSwarm(c, worker, DistributionRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return sc
+}
+
+// StartSwarm makes a test swarm on the engine c (see Swarm and
+// SwarmWithWorker) for a program that is not a test, such as a benchmark;
+// registry is a registry on 127.0.0.1 the nodes pull from. stop undoes
+// everything StartSwarm did, also after it failed halfway.
+func StartSwarm(c *client.Client, worker bool, registry string) (sc *SwarmCluster, stop func() error, err error) {
+	var undo []func() error
+	stop = func() error {
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		undo = nil
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	unlock, err := lockSwarm()
+	if err != nil {
+		return nil, stop, err
+	}
+	undo = append(undo, func() error { unlock(); return nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	leaveStale(t, c)
+	if err := leaveStale(c); err != nil {
+		return nil, stop, err
+	}
 	cleanWorker()
-	sc := &SwarmCluster{Manager: c, Host: c.DaemonHost(), Registry: DistributionRegistry(t)}
-	_, gwBefore := c.NetworkInspect(ctx, "docker_gwbridge", network.InspectOptions{})
+	sc = &SwarmCluster{Manager: c, Host: c.DaemonHost(), Registry: registry}
+	_, gwMissing := c.NetworkInspect(ctx, "docker_gwbridge", network.InspectOptions{})
 	addr, listen := "127.0.0.1", fmt.Sprintf("127.0.0.1:%d", SwarmPort)
 	if worker {
+		undo = append(undo, func() error { cleanWorker(); return nil })
 		if err := makeVeth(); err != nil {
-			cleanWorker()
-			t.Fatalf("a two-node swarm needs a network namespace and a veth pair: %v\n"+
-				"Run the tests as root with iproute2 and util-linux (nsenter) installed (`make deps` runs scripts/ensure-swarm.sh).", err)
+			return nil, stop, fmt.Errorf("a two-node swarm needs a network namespace and a veth pair: %v\n"+
+				"Run the tests as root with iproute2 and util-linux (nsenter) installed (`make deps` runs scripts/ensure-swarm.sh)", err)
 		}
-		t.Cleanup(cleanWorker)
 		addr, listen = ManagerAddr, fmt.Sprintf("%s:%d", ManagerAddr, SwarmPort)
 	}
 	id, err := c.SwarmInit(ctx, swarm.InitRequest{ListenAddr: listen, AdvertiseAddr: addr, DataPathAddr: addr,
 		DataPathPort: SwarmDataPort, DefaultAddrPool: []string{swarmPool}, SubnetSize: 24})
 	if err != nil {
-		t.Fatalf("docker swarm init on the local engine: %v", err)
+		return nil, stop, fmt.Errorf("docker swarm init on the local engine: %w", err)
 	}
 	os.WriteFile(swarmMarker, []byte(id), 0o644)
-	// Registered after the worker's cleanup, so it runs before it: the
-	// worker leaves first, then the manager.
-	t.Cleanup(func() {
+	// After the worker's cleanup in undo, so it runs before it: the worker
+	// leaves first, then the manager.
+	undo = append(undo, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if sc.Worker != nil {
 			sc.Worker.leave()
 		}
-		if err := c.SwarmLeave(ctx, true); err != nil {
-			t.Errorf("docker swarm leave --force on the local engine: %v", err)
-		}
+		err := c.SwarmLeave(ctx, true)
 		os.Remove(swarmMarker)
-		if gwBefore != nil {
+		if gwMissing != nil {
 			// docker_gwbridge came with this swarm; it goes with it.
 			removeGWBridge(c)
 		}
+		if err != nil {
+			return fmt.Errorf("docker swarm leave --force on the local engine: %w", err)
+		}
+		return nil
 	})
 	if worker {
-		w, err := startWorker(t, sc.Registry)
+		w, err := startWorker(registry)
 		if err != nil {
-			t.Fatal(err)
+			return nil, stop, err
 		}
 		sc.Worker = w
 		if err := w.join(ctx, c); err != nil {
-			t.Fatal(err)
+			return nil, stop, err
 		}
 	}
-	return sc
+	return sc, stop, nil
 }
 
-// lockSwarm serializes the test swarms of every test process on this
-// machine: one swarm on the engine at a time.
-func lockSwarm(t testing.TB) {
-	t.Helper()
+// lockSwarm serializes the test swarms of every process on this machine:
+// one swarm on the engine at a time.
+func lockSwarm() (unlock func(), err error) {
 	f, err := os.OpenFile(swarmLock, os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
-		t.Fatalf("swarm test lock: %v", err)
+		return nil, fmt.Errorf("swarm test lock: %w", err)
 	}
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			break
+			return func() { f.Close() }, nil
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			t.Fatalf("another test process has held %s for 10 minutes; is a swarm test stuck?", swarmLock)
+			return nil, fmt.Errorf("another process has held %s for 10 minutes; is a swarm test stuck?", swarmLock)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Cleanup(func() { f.Close() })
 }
 
 // leaveStale makes the engine leave a swarm that a killed test run left
 // (the marker names its node), and fails when the engine is in a swarm the
 // tests did not make.
-func leaveStale(t testing.TB, c *client.Client) {
-	t.Helper()
+func leaveStale(c *client.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	info, err := c.Info(ctx)
 	if err != nil {
-		t.Fatalf("docker info: %v", err)
+		return fmt.Errorf("docker info: %w", err)
 	}
 	if info.Swarm.LocalNodeState == swarm.LocalNodeStateInactive {
-		return
+		return nil
 	}
 	marker, _ := os.ReadFile(swarmMarker)
 	if strings.TrimSpace(string(marker)) != info.Swarm.NodeID {
-		t.Fatalf("the local Docker engine is already part of a swarm (node %s) that gantry's tests did not make; the swarm tests make their own and leave it at the end, so they will not touch this one.\n"+
-			"Leave it (`docker swarm leave --force`) if it is yours to remove, or run the tests on another engine.", info.Swarm.NodeID)
+		return fmt.Errorf("the local Docker engine is already part of a swarm (node %s) that gantry's tests did not make; the swarm tests make their own and leave it at the end, so they will not touch this one.\n"+
+			"Leave it (`docker swarm leave --force`) if it is yours to remove, or run the tests on another engine", info.Swarm.NodeID)
 	}
-	t.Logf("leaving the swarm a killed test run left (node %s)", info.Swarm.NodeID)
 	if err := c.SwarmLeave(ctx, true); err != nil {
-		t.Fatalf("docker swarm leave --force: %v", err)
+		return fmt.Errorf("leaving the swarm a killed test run left: docker swarm leave --force: %w", err)
 	}
 	removeGWBridge(c)
+	return nil
 }
 
 func removeGWBridge(c *client.Client) {
@@ -312,8 +349,7 @@ func unmountUnder(dir string) {
 // with its own data root, exec root, socket and pid file, no bridge and no
 // iptables rules, and a forwarder that makes the test registry answer at
 // the same 127.0.0.1 address in the namespace.
-func startWorker(t testing.TB, registry string) (*Worker, error) {
-	t.Helper()
+func startWorker(registry string) (*Worker, error) {
 	for _, d := range []string{workerRoot, workerExec} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
@@ -331,6 +367,7 @@ func startWorker(t testing.TB, registry string) (*Worker, error) {
 	w.fwd = fwd
 	go forward(fwd, registry)
 	if err := w.Start(); err != nil {
+		fwd.Close()
 		return nil, err
 	}
 	return w, nil
