@@ -27,10 +27,12 @@ const webAPI = `
 services:
   web:
     image: placeholder
+    healthcheck: { test: [CMD, /app, check], interval: 1s, timeout: 3s, retries: 3 }
     deploy: { replicas: 2 }
     networks: [front]
   api:
     image: placeholder
+    healthcheck: { test: [CMD, /app, check], interval: 1s, timeout: 3s, retries: 3 }
     depends_on: [web]
     networks: [front]
 networks:

@@ -81,7 +81,7 @@ func SwarmProblems(p *types.Project) error {
 		for i, port := range s.Ports {
 			pat := fmt.Sprintf("%s.ports[%d]", at, i)
 			if port.HostIP != "" {
-				bad(pat, "%s:%s:%d binds one address, but Swarm publishes a port on every interface of every node; remove %s, or reach the service through the gantry proxy instead of a published port", port.HostIP, port.Published, port.Target, port.HostIP)
+				bad(pat, "%s:%s:%d binds one address, but Swarm publishes a port on every interface of every node; remove %s and put the nodes behind your load balancer, or publish nothing and reach the service by its name on its network", port.HostIP, port.Published, port.Target, port.HostIP)
 			}
 			if strings.Contains(port.Published, "-") {
 				bad(pat, "published range %s: Swarm publishes single ports; list each port", port.Published)

@@ -150,6 +150,13 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 			go func() {
 				defer wg.Done()
 				o2 := &outs[i]
+				if svc := plan.Services[name]; svc.Job && d.Kind == "rollback" {
+					// A rollback does not run an old migration again.
+					o2.sr = ServiceResult{Name: name, Image: svc.ImageRef, ImageID: svc.ImageID, Strategy: "job", Healthy: true,
+						Check: "job", Reason: "not run again: it ran when release " + plan.Release + " was deployed"}
+					e.report.Service(name, "skipped", "a rollback does not run a job again")
+					return
+				}
 				o2.sr, o2.f, o2.err = e.rollService(tierCtx, o, d.ID, plan, name, pol, "roll")
 				if o2.f != nil || o2.err != nil {
 					mu.Lock()

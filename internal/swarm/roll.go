@@ -132,7 +132,9 @@ func (r *Runtime) Roll(ctx context.Context, p *runtime.Plan, name string, opts r
 			return runtime.RollResult{}, fmt.Errorf("update service %s: %w", spec.Name, err)
 		}
 		f.id, f.expect = cur.ID, expectTasks
-		if cur.Spec.Labels[LabelTasks] != spec.Labels[LabelTasks] {
+		// A job runs again with its new spec; it has no rolling update.
+		job := spec.Mode.ReplicatedJob != nil || spec.Mode.GlobalJob != nil
+		if cur.Spec.Labels[LabelTasks] != spec.Labels[LabelTasks] && !job {
 			f.expect = expectUpdate
 		}
 	}
@@ -185,6 +187,7 @@ type follower struct {
 	running0      int
 	nodesAt       time.Time
 	down          map[string]string
+	names         map[string]string
 	shown         string
 	last          runtime.RollResult
 	running       int
@@ -337,7 +340,7 @@ func (f *follower) check(ctx context.Context, auth string) (runtime.RollResult, 
 			parts = append(parts, msg)
 		}
 		if len(culprit) > 0 {
-			parts = append(parts, "last failed task: "+taskError(culprit[0]))
+			parts = append(parts, "last failed task: "+taskError(culprit[0], f.names))
 		}
 		return strings.Join(parts, "; ")
 	}
@@ -423,6 +426,7 @@ func (f *follower) downNodes(ctx context.Context) (map[string]string, error) {
 		return nil, fmt.Errorf("list the swarm's nodes: %w", err)
 	}
 	names := nodeNames(nodes)
+	f.names = names
 	f.down = map[string]string{}
 	for _, n := range nodes {
 		if n.Status.State != swarm.NodeStateReady {
@@ -447,15 +451,28 @@ func phaseOf(state swarm.UpdateState, e expectation) string {
 	return "converging"
 }
 
-func taskError(t swarm.Task) string {
-	s := fmt.Sprintf("%s on node %s: %s", short(t.ID), short(t.NodeID), t.Status.State)
-	if t.Status.Err != "" {
-		s += ": " + t.Status.Err
-	} else if t.Status.Message != "" {
-		s += ": " + t.Status.Message
+// taskError says how a task ended, on which node.
+func taskError(t swarm.Task, nodes map[string]string) string {
+	node := nodes[t.NodeID]
+	if node == "" {
+		node = short(t.NodeID)
 	}
-	if cs := t.Status.ContainerStatus; cs != nil && (cs.ExitCode != 0 || t.Status.State == swarm.TaskStateComplete) {
-		s += " (exit code " + strconv.Itoa(cs.ExitCode) + ")"
+	s := fmt.Sprintf("%s on %s: ", short(t.ID), node)
+	code := -1
+	if cs := t.Status.ContainerStatus; cs != nil {
+		code = cs.ExitCode
+	}
+	switch {
+	case t.Status.State == swarm.TaskStateComplete:
+		// Within the monitor period a task that ended counts as failed.
+		s += fmt.Sprintf("ended with exit code %d before the monitor period was over", code)
+	case t.Status.Err != "":
+		s += string(t.Status.State) + ": " + t.Status.Err
+	default:
+		s += string(t.Status.State) + ": " + t.Status.Message
+	}
+	if code > 0 {
+		s += fmt.Sprintf(" (exit code %d)", code)
 	}
 	return s
 }

@@ -22,6 +22,10 @@ import (
 	"github.com/gantryhq/gantry/internal/testenv"
 )
 
+// The example image's own healthcheck gives a check 1s; on a machine busy
+// with other tests, healthy tasks then fail it. The compose files of these
+// tests give it 3s, as a user would on a busy swarm.
+
 // fixture is one test's project on a test swarm: gantry.yaml and a compose
 // file in a directory, a store, and an engine over the swarm runtime.
 type fixture struct {
@@ -127,6 +131,23 @@ func (f *fixture) running(name, release string) map[string]int {
 	return out
 }
 
+// completed counts a job's completed tasks of release.
+func (f *fixture) completed(name, release string) int {
+	f.t.Helper()
+	s := f.service(name)
+	tasks, err := f.sc.Manager.TaskList(context.Background(), swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", s.ID))})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n := 0
+	for _, t := range tasks {
+		if t.Status.State == swarm.TaskStateComplete && t.Spec.ContainerSpec.Labels[runtime.LabelRelease] == release {
+			n++
+		}
+	}
+	return n
+}
+
 func total(m map[string]int) int {
 	n := 0
 	for _, v := range m {
@@ -185,18 +206,30 @@ func (r testReporter) Note(msg string) { r.t.Logf("note: %s", msg) }
 const twoServices = `services:
   web:
     image: placeholder
+    healthcheck: { test: [CMD, /app, check], interval: 1s, timeout: 3s, retries: 3 }
     deploy:
       replicas: 2
     environment:
       APP_SECRET_FILE: /run/secrets/token
     secrets: [token]
     networks: [front]
+  migrate:
+    image: placeholder
+    command: [migrate]
+    environment: { APP_DATA_DIR: /data }
+    volumes: [data:/data]
+    healthcheck: { disable: true }
   api:
     image: placeholder
-    depends_on: [web]
+    healthcheck: { test: [CMD, /app, check], interval: 1s, timeout: 3s, retries: 3 }
+    depends_on:
+      web: { condition: service_started }
+      migrate: { condition: service_completed_successfully }
     networks: [front]
 networks:
   front: {}
+volumes:
+  data: {}
 secrets:
   token:
     environment: TOKEN
@@ -211,7 +244,7 @@ func TestSingleNode(t *testing.T) {
 	f := newFixture(t, sc, twoServices)
 	t.Setenv("TOKEN", "value-one")
 
-	res, err := f.deploy("1.0.0", map[string]string{"web": testenv.Healthy, "api": testenv.Healthy})
+	res, err := f.deploy("1.0.0", map[string]string{"web": testenv.Healthy, "api": testenv.Healthy, "migrate": testenv.Healthy})
 	if err != nil {
 		t.Fatalf("deploy 1.0.0: %v", err)
 	}
@@ -220,6 +253,10 @@ func TestSingleNode(t *testing.T) {
 	}
 	f.assertRelease("web", "1.0.0", 2)
 	f.assertRelease("api", "1.0.0", 1)
+	// The migration ran to completion, once, before api started.
+	if n := f.completed("migrate", "1.0.0"); n != 1 {
+		t.Errorf("the migrate job of 1.0.0 completed %d times, want once", n)
+	}
 	web := f.service("web")
 	cs := web.Spec.TaskTemplate.ContainerSpec
 	if !strings.Contains(cs.Image, "@sha256:") || !strings.HasPrefix(cs.Image, f.images[testenv.Healthy]) {
@@ -241,7 +278,7 @@ func TestSingleNode(t *testing.T) {
 
 	// A new release with a new secret value: a new secret, the old kept.
 	t.Setenv("TOKEN", "value-two")
-	res, err = f.deploy("2.0.0", map[string]string{"web": "healthy-v2", "api": "healthy-v2"})
+	res, err = f.deploy("2.0.0", map[string]string{"web": "healthy-v2", "api": "healthy-v2", "migrate": "healthy-v2"})
 	if err != nil || res.State != store.Succeeded {
 		t.Fatalf("deploy 2.0.0: %v (%+v)", err, res)
 	}
@@ -260,7 +297,7 @@ func TestSingleNode(t *testing.T) {
 
 	// The second service fails its update: every service goes back to
 	// 2.0.0 together, web included though its own update succeeded.
-	res, err = f.deploy("3.0.0", map[string]string{"web": testenv.Healthy, "api": testenv.Unhealthy})
+	res, err = f.deploy("3.0.0", map[string]string{"web": testenv.Healthy, "api": testenv.Unhealthy, "migrate": testenv.Healthy})
 	if !errors.Is(err, deploy.ErrRolledBack) {
 		t.Fatalf("deploy 3.0.0 with an unhealthy api: err = %v, want rolled back", err)
 	}
@@ -277,10 +314,16 @@ func TestSingleNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Release != "2.0.0" || len(st.Services) != 2 {
+	if st.Release != "2.0.0" || len(st.Services) != 3 {
 		t.Fatalf("status: release %s, %d services", st.Release, len(st.Services))
 	}
 	for _, s := range st.Services {
+		if s.Name == "migrate" {
+			if !s.Job {
+				t.Errorf("status of migrate: not a job: %+v", s)
+			}
+			continue
+		}
 		want := 1
 		if s.Name == "web" {
 			want = 2
@@ -300,6 +343,9 @@ func TestSingleNode(t *testing.T) {
 	}
 	f.assertRelease("web", "1.0.0", 2)
 	f.assertRelease("api", "1.0.0", 1)
+	if n := f.completed("migrate", "1.0.0"); n != 1 {
+		t.Errorf("after the rollback the migrate job of 1.0.0 completed %d times, want once (a rollback does not run it again)", n)
+	}
 	if got := f.service("web").Spec.TaskTemplate.ContainerSpec.Secrets[0].SecretName; got != oldSecret {
 		t.Errorf("after the rollback web uses secret %s, want 1.0.0's %s", got, oldSecret)
 	}

@@ -16,6 +16,7 @@ import (
 const fourReplicas = `services:
   web:
     image: placeholder
+    healthcheck: { test: [CMD, /app, check], interval: 1s, timeout: 3s, retries: 3 }
     deploy:
       replicas: 4
       update_config: { parallelism: 1 }

@@ -113,15 +113,20 @@ func newSwarm(t testing.TB, worker bool) *SwarmCluster {
 // everything StartSwarm did, also after it failed halfway.
 func StartSwarm(c *client.Client, worker bool, registry string) (sc *SwarmCluster, stop func() error, err error) {
 	var undo []func() error
+	var once sync.Once
+	var stopErr error
 	stop = func() error {
-		var errs []error
-		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i](); err != nil {
-				errs = append(errs, err)
+		// Once: a signal handler and a deferred call may both stop it.
+		once.Do(func() {
+			var errs []error
+			for i := len(undo) - 1; i >= 0; i-- {
+				if err := undo[i](); err != nil {
+					errs = append(errs, err)
+				}
 			}
-		}
-		undo = nil
-		return errors.Join(errs...)
+			stopErr = errors.Join(errs...)
+		})
+		return stopErr
 	}
 	defer func() {
 		if err != nil {

@@ -149,14 +149,35 @@ const updateConfig = `      update_config: { parallelism: 2, monitor: 2s, order:
       rollback_config: { parallelism: 2, monitor: 2s, order: start-first, failure_action: continue }
 `
 
+// healthcheck is the example app's own check with room for a busy machine:
+// the image's 1s timeout fails healthy tasks when the machine is loaded.
+const healthcheck = `    healthcheck: { test: [CMD, /app, check], interval: 1s, timeout: 3s, retries: 3 }
+`
+
 // compose is the file both tools deploy: web with replicas, and with api
 // a second service that depends on it.
 func compose(replicas int, web, api string) string {
-	s := fmt.Sprintf("services:\n  web:\n    image: %s\n    deploy:\n      replicas: %d\n%s", web, replicas, updateConfig)
+	s := fmt.Sprintf("services:\n  web:\n    image: %s\n%s    deploy:\n      replicas: %d\n%s", web, healthcheck, replicas, updateConfig)
 	if api != "" {
-		s += fmt.Sprintf("  api:\n    image: %s\n    depends_on: [web]\n    deploy:\n      replicas: 2\n%s", api, updateConfig)
+		s += fmt.Sprintf("  api:\n    image: %s\n%s    depends_on: [web]\n    deploy:\n      replicas: 2\n%s", api, healthcheck, updateConfig)
 	}
 	return s
+}
+
+// converged checks that Swarm finished updating a service to image (a
+// docker stack deploy that Swarm rolled back still exits 0).
+func (b *bench) converged(ctx context.Context, service, image string) error {
+	s, _, err := b.c.ServiceInspectWithRaw(ctx, service, swarm.ServiceInspectOptions{})
+	if err != nil {
+		return err
+	}
+	if got := s.Spec.TaskTemplate.ContainerSpec.Image; !strings.HasPrefix(got, image+"@") && got != image {
+		return &swarmFailure{fmt.Sprintf("%s runs %s after the deploy, not %s (Swarm rolled it back: %+v)", service, got, image, s.UpdateStatus)}
+	}
+	if u := s.UpdateStatus; u != nil && u.State != swarm.UpdateStateCompleted {
+		return &swarmFailure{fmt.Sprintf("%s: update %s: %s", service, u.State, u.Message)}
+	}
+	return nil
 }
 
 // project writes a gantry project whose environment env runs on the swarm.
@@ -247,7 +268,10 @@ func (b *bench) rollout(ctx context.Context, rounds, replicas int) ([]pair, erro
 			if err != nil && ctx.Err() == nil {
 				return &swarmFailure{err.Error()}
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			return b.converged(ctx, stack+"_web", img)
 		}
 		// Alternate who goes first, so that neither always meets a warmer machine.
 		first, second := gantryRun, peerRun
@@ -339,12 +363,22 @@ func (b *bench) rollbackRound(ctx context.Context, dir, stack string, i, replica
 		if _, err := b.stackDeploy(ctx, stack, compose(replicas, web, good)); err != nil {
 			return p, &swarmFailure{err.Error()}
 		}
+		if err := b.converged(ctx, stack+"_web", web); err != nil {
+			return p, err
+		}
 	}
 	took, err := b.docker(ctx, "service", "rollback", "-q", stack+"_web")
 	if err != nil {
 		return p, &swarmFailure{err.Error()}
 	}
 	p.peer = took
+	s, _, err := b.c.ServiceInspectWithRaw(ctx, stack+"_web", swarm.ServiceInspectOptions{})
+	if err != nil {
+		return p, err
+	}
+	if u := s.UpdateStatus; u == nil || u.State != swarm.UpdateStateRollbackCompleted || !strings.HasPrefix(s.Spec.TaskTemplate.ContainerSpec.Image, good+"@") {
+		return p, &swarmFailure{fmt.Sprintf("docker service rollback left %s at %s (%+v)", stack+"_web", s.Spec.TaskTemplate.ContainerSpec.Image, s.UpdateStatus)}
+	}
 	return p, nil
 }
 
