@@ -110,6 +110,9 @@ jq -r '[.target, .path, .c, .p50_ms, .p99_ms, .max_ms, .errors] | @tsv' "$result
 	[ "$target" = docker ] && label="docker: GET /containers/json (project filter)"
 	printf '%-45s %4s %9s %9s %9s %7s %8s\n' "$label" "$conc" "$p50" "$p99" "$maxms" "$errors" "$ok"
 done
+# Each route's clients send one untimed request first, all at once: on the
+# first route that opens the 50 connections (50 TLS handshakes).
+echo "untimed first requests of $C clients at once (the first route's open the connections: $C TLS handshakes): $(jq -r 'select(.target=="gantry") | "\(.path) \(.warmup_ms) ms"' "$results" | paste -sd ';' | sed 's/;/; /g')"
 status_p99="$(jq -r 'select(.path=="/api/v1/envs/staging/status") | .p99_ms' "$results")"
 docker_p99="$(jq -r 'select(.target=="docker") | .p99_ms' "$results")"
 echo "status p99 against the Docker API's container list p99: $(awk -v a="$status_p99" -v b="$docker_p99" 'BEGIN{printf "%.2fx", a/b}') (gantry answers with health, releases and the record; Docker with its raw list)"
