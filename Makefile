@@ -23,7 +23,7 @@ help: ## list the targets
 build: ## build bin/gantry
 	go build -o bin/gantry ./cmd/gantry
 
-deps: ## check Go >= 1.26, install and start Docker Engine, install OpenSSH (for ssh:// host tests), docker-registry, Prometheus and Alertmanager, build the OCI conformance suite and Trivy
+deps: ## check Go >= 1.26, install and start Docker Engine, install OpenSSH (for ssh:// host tests), iproute2 for the test swarm, docker-registry, Prometheus and Alertmanager, build the OCI conformance suite and Trivy
 	@bash scripts/ensure-go.sh
 	@bash scripts/ensure-docker.sh
 	@bash scripts/ensure-sshd.sh
