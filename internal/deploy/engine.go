@@ -370,9 +370,6 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 			e.finished(out)
 		}
 	}()
-	if o, ok := e.rt.(runtime.Orchestrator); ok {
-		return e.runOrchestrated(ctx, o, lock, d, plan, prev, pol)
-	}
 	start := time.Now()
 	res := &Result{Deployment: d.ID, Project: d.Project, Env: d.Env, Release: d.Release, Kind: d.Kind}
 	if prev != nil {
@@ -394,6 +391,9 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	}
 	if err := e.transition(ctx, d.ID, store.Deploying, ""); err != nil {
 		return nil, err
+	}
+	if o, ok := e.rt.(runtime.Orchestrator); ok {
+		return e.runOrchestrated(ctx, o, d, plan, prev, pol, res, start)
 	}
 	var done []applied
 	fail := func(f *Failure, cause error) (*Result, error) {
@@ -428,30 +428,11 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 			err error
 		}
 		outs := make([]outcome, len(tier))
-		// The first service to fail stops its siblings' gates: the
-		// release is lost anyway, and the rollback should not wait.
-		tierCtx, cancelTier := context.WithCancel(applyCtx)
-		var mu sync.Mutex
-		first := -1
-		var wg sync.WaitGroup
-		for i, name := range tier {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				o := &outs[i]
-				o.a, o.sr, o.f, o.err = e.applyService(tierCtx, d, plan, plan.Services[name], existing, pol)
-				if o.f != nil || o.err != nil {
-					mu.Lock()
-					if first < 0 {
-						first = i
-						cancelTier()
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		cancelTier()
+		first := runTier(applyCtx, tier, func(ctx context.Context, i int, name string) bool {
+			o := &outs[i]
+			o.a, o.sr, o.f, o.err = e.applyService(ctx, d, plan, plan.Services[name], existing, pol)
+			return o.f == nil && o.err == nil
+		})
 		for _, o := range outs {
 			if o.a != nil {
 				done = append(done, *o.a)
@@ -502,25 +483,12 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
 	failpoint.Hit("state:succeeded")
-	if ver != nil {
-		// Committed and serving, but watched: a failing analysis still
-		// rolls back to prev, whose containers are kept until it passes.
-		e.setResult(ctx, d.ID, res)
-		if f := e.watch(ctx, ver, d, res); f != nil {
-			res.Failure = f
-			if prev == nil {
-				// Nothing earlier to serve: the first release stays, and
-				// says so (a success is never turned into a failure).
-				res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
-				res.DurationSeconds = time.Since(start).Seconds()
-				e.setResult(context.WithoutCancel(ctx), d.ID, res)
-				e.report.Note(res.Reason)
-				return res, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
-			}
-			return e.rollbackFailed(ctx, d, plan, prev, done, res, start, nil)
-		}
-		res.DurationSeconds = time.Since(start).Seconds()
-		e.setResult(context.WithoutCancel(ctx), d.ID, res)
+	// Committed and serving, but watched: a failing analysis still rolls
+	// back to prev, whose containers are kept until it passes.
+	if res, ended, err := e.watchCommitted(ctx, ver, d, res, start, prev != nil, func() (*Result, error) {
+		return e.rollbackFailed(ctx, d, plan, prev, done, res, start, nil)
+	}); ended {
+		return res, err
 	}
 	e.report.Note(fmt.Sprintf("release %s is serving in %s (%.1fs)", d.Release, d.Env, res.DurationSeconds))
 	if err := e.prune(ctx, d.Project, d.Env, pol.Keep); err != nil {

@@ -80,31 +80,11 @@ func (e *Engine) translate(ctx context.Context, o runtime.Orchestrator, m *confi
 	return nil
 }
 
-// runOrchestrated applies a plan as deployment d on an orchestrator: its
-// services tier by tier (a tier's services together), each through the
-// runtime's own rollout, and commits the release or rolls every service
-// back to prev's plan.
-func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lock *store.Lock, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy) (*Result, error) {
-	start := time.Now()
-	res := &Result{Deployment: d.ID, Project: d.Project, Env: d.Env, Release: d.Release, Kind: d.Kind}
-	if prev != nil {
-		res.Previous = prev.Release
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		select {
-		case <-lock.Lost():
-			cancel(errors.New("another gantry took over the environment's lock"))
-		case <-ctx.Done():
-		}
-	}()
-	if err := lock.SetDeployment(ctx, d.ID); err != nil {
-		return nil, err
-	}
-	if err := e.transition(ctx, d.ID, store.Deploying, ""); err != nil {
-		return nil, err
-	}
+// runOrchestrated applies a plan as deployment d on an orchestrator, once
+// run recorded it deploying: its services tier by tier (a tier's services
+// together), each through the runtime's own rollout, and commits the
+// release or rolls every service back to prev's plan.
+func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy, res *Result, start time.Time) (*Result, error) {
 	var prevPlan *runtime.Plan
 	if prev != nil {
 		row, err := e.store.Get(ctx, prev.PlanID)
@@ -141,37 +121,18 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 			err error
 		}
 		outs := make([]outcome, len(tier))
-		tierCtx, cancelTier := context.WithCancel(applyCtx)
-		var mu sync.Mutex
-		first := -1
-		var wg sync.WaitGroup
-		for i, name := range tier {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				o2 := &outs[i]
-				if svc := plan.Services[name]; svc.Job && d.Kind == "rollback" {
-					// A rollback does not run an old migration again.
-					o2.sr = ServiceResult{Name: name, Image: svc.ImageRef, ImageID: svc.ImageID, Strategy: "job", Healthy: true,
-						Check: "job", Reason: "not run again: it ran when release " + plan.Release + " was deployed"}
-					e.report.Service(name, "skipped", "a rollback does not run a job again")
-					return
-				}
-				o2.sr, o2.f, o2.err = e.rollService(tierCtx, o, d.ID, plan, name, pol, "roll")
-				if o2.f != nil || o2.err != nil {
-					mu.Lock()
-					if first < 0 {
-						first = i
-						// The release is lost: stop following the others,
-						// the rollback takes them over at once.
-						cancelTier()
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		cancelTier()
+		first := runTier(applyCtx, tier, func(ctx context.Context, i int, name string) bool {
+			out := &outs[i]
+			if svc := plan.Services[name]; svc.Job && d.Kind == "rollback" {
+				// A rollback does not run an old migration again.
+				out.sr = ServiceResult{Name: name, Image: svc.ImageRef, ImageID: svc.ImageID, Strategy: "job", Healthy: true,
+					Check: "job", Reason: "not run again: it ran when release " + plan.Release + " was deployed"}
+				e.report.Service(name, "skipped", "a rollback does not run a job again")
+				return true
+			}
+			out.sr, out.f, out.err = e.rollService(ctx, o, d.ID, plan, name, pol, "roll")
+			return out.f == nil && out.err == nil
+		})
 		for _, out := range outs {
 			res.Services = append(res.Services, out.sr)
 		}
@@ -219,22 +180,12 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, lo
 	res.State = store.Succeeded
 	res.DurationSeconds = time.Since(start).Seconds()
 	e.setResult(ctx, d.ID, res)
-	if ver != nil {
-		// Committed and serving, but watched: a failing analysis still
-		// rolls every service back to prev's stored spec.
-		if f := e.watch(ctx, ver, d, res); f != nil {
-			res.Failure = f
-			if prevPlan == nil {
-				res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
-				res.DurationSeconds = time.Since(start).Seconds()
-				e.setResult(context.WithoutCancel(ctx), d.ID, res)
-				e.report.Note(res.Reason)
-				return res, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
-			}
-			return e.rollbackRelease(ctx, o, d, plan, prevPlan, prev, res, start, pol, nil)
-		}
-		res.DurationSeconds = time.Since(start).Seconds()
-		e.setResult(context.WithoutCancel(ctx), d.ID, res)
+	// Committed and serving, but watched: a failing analysis still rolls
+	// every service back to prev's stored spec.
+	if res, done, err := e.watchCommitted(ctx, ver, d, res, start, prevPlan != nil, func() (*Result, error) {
+		return e.rollbackRelease(ctx, o, d, plan, prevPlan, prev, res, start, pol, nil)
+	}); done {
+		return res, err
 	}
 	e.report.Note(fmt.Sprintf("release %s is serving in %s (%.1fs)", d.Release, d.Env, res.DurationSeconds))
 	// Services the release no longer has go; a rollback brings them back
@@ -440,27 +391,13 @@ func (e *Engine) ostep(ctx context.Context, id int64, service, phase, detail str
 	return e.step(ctx, id, service, phase, detail)
 }
 
-// observeOrchestrated reports an orchestrator's services: the release each
-// runs, replicas running and desired, per node.
-func (e *Engine) observeOrchestrated(ctx context.Context, o runtime.Orchestrator, project, env string) (*Status, error) {
-	st := &Status{Project: project, Env: env, Host: e.rt.Host(), Services: []ServiceStatus{}}
-	serving, err := e.store.Serving(ctx, project, env)
+// observeOrchestrated reports an orchestrator's services, with the serving
+// release's plan: the release each runs, replicas running and desired, per
+// node.
+func (e *Engine) observeOrchestrated(ctx context.Context, o runtime.Orchestrator, st *Status, plan *runtime.Plan) (*Status, error) {
+	states, err := o.Services(ctx, st.Project, st.Env)
 	if err != nil {
 		return nil, err
-	}
-	states, err := o.Services(ctx, project, env)
-	if err != nil {
-		return nil, err
-	}
-	var plan *runtime.Plan
-	if serving != nil {
-		st.Release, st.Deployment = serving.Release, serving.ID
-		if t, err := e.store.ServingSince(ctx, project, env); err == nil && !t.IsZero() {
-			st.Since = &t
-		}
-		if row, err := e.store.Get(ctx, serving.PlanID); err == nil {
-			plan, _ = decodePlan(row.Plan, serving.PlanID)
-		}
 	}
 	seen := map[string]bool{}
 	add := func(name string, svc *runtime.Service, s *runtime.ServiceState) {

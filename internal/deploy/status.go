@@ -75,27 +75,17 @@ func (e *Engine) Status(ctx context.Context, project, env string) (*Status, erro
 // without taking the environment's lock: for a watcher that looks often and
 // must never make a deploy find the environment busy.
 func (e *Engine) Observe(ctx context.Context, project, env string) (*Status, error) {
-	if o, ok := e.rt.(runtime.Orchestrator); ok {
-		return e.observeOrchestrated(ctx, o, project, env)
-	}
 	st := &Status{Project: project, Env: env, Host: e.rt.Host(), Services: []ServiceStatus{}}
-	serving, err := e.store.Serving(ctx, project, env)
+	plan, err := e.serving(ctx, st)
 	if err != nil {
 		return nil, err
+	}
+	if o, ok := e.rt.(runtime.Orchestrator); ok {
+		return e.observeOrchestrated(ctx, o, st, plan)
 	}
 	cs, err := e.rt.Containers(ctx, project, env)
 	if err != nil {
 		return nil, err
-	}
-	var plan *runtime.Plan
-	if serving != nil {
-		st.Release, st.Deployment = serving.Release, serving.ID
-		if t, err := e.store.ServingSince(ctx, project, env); err == nil && !t.IsZero() {
-			st.Since = &t
-		}
-		if row, err := e.store.Get(ctx, serving.PlanID); err == nil {
-			plan, _ = decodePlan(row.Plan, serving.PlanID)
-		}
 	}
 	seen := map[string]bool{}
 	if plan != nil {
@@ -140,6 +130,24 @@ func (e *Engine) Observe(ctx context.Context, project, env string) (*Status, err
 	}
 	sort.SliceStable(st.Services, func(i, j int) bool { return !seen[st.Services[j].Name] && seen[st.Services[i].Name] })
 	return st, nil
+}
+
+// serving fills in which release serves st's environment, since when, and
+// returns its plan (nil when nothing serves, or its plan cannot be read).
+func (e *Engine) serving(ctx context.Context, st *Status) (*runtime.Plan, error) {
+	serving, err := e.store.Serving(ctx, st.Project, st.Env)
+	if err != nil || serving == nil {
+		return nil, err
+	}
+	st.Release, st.Deployment = serving.Release, serving.ID
+	if t, err := e.store.ServingSince(ctx, st.Project, st.Env); err == nil && !t.IsZero() {
+		st.Since = &t
+	}
+	var plan *runtime.Plan
+	if row, err := e.store.Get(ctx, serving.PlanID); err == nil {
+		plan, _ = decodePlan(row.Plan, serving.PlanID)
+	}
+	return plan, nil
 }
 
 func healthOf(c runtime.Container) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/gantryhq/gantry/internal/analysis"
 	"github.com/gantryhq/gantry/internal/config"
@@ -164,4 +165,31 @@ func (e *Engine) lastAnalysis(ctx context.Context, project, env string) *Deploym
 		}
 	}
 	return nil
+}
+
+// watchCommitted runs a committed deployment's verification (none: nothing
+// to do) through its watch window. When it fails, the release rolls back
+// (rollback), or, with nothing earlier to serve, the first release stays
+// and says so: a success is never turned into a failure. ended says that
+// the deployment ended there, with its result and error.
+func (e *Engine) watchCommitted(ctx context.Context, ver Verification, d *store.Deployment, res *Result, start time.Time, canRollBack bool, rollback func() (*Result, error)) (*Result, bool, error) {
+	if ver == nil {
+		return res, false, nil
+	}
+	e.setResult(ctx, d.ID, res)
+	if f := e.watch(ctx, ver, d, res); f != nil {
+		res.Failure = f
+		if !canRollBack {
+			res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
+			res.DurationSeconds = time.Since(start).Seconds()
+			e.setResult(context.WithoutCancel(ctx), d.ID, res)
+			e.report.Note(res.Reason)
+			return res, true, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
+		}
+		res, err := rollback()
+		return res, true, err
+	}
+	res.DurationSeconds = time.Since(start).Seconds()
+	e.setResult(context.WithoutCancel(ctx), d.ID, res)
+	return res, false, nil
 }

@@ -3,6 +3,8 @@ package swarm
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
@@ -26,7 +28,7 @@ func (r *Runtime) Prepare(ctx context.Context, p *runtime.Plan) error {
 			used[key] = true
 		}
 	}
-	for _, key := range sortedKeys(p.Networks) {
+	for _, key := range slices.Sorted(maps.Keys(p.Networks)) {
 		if !used[key] {
 			continue
 		}

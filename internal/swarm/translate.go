@@ -7,8 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ func Spec(p *runtime.Plan, name string, ro runtime.Rollout) (swarm.ServiceSpec, 
 	if len(sc.DNS) > 0 || len(sc.DNSSearch) > 0 || len(sc.DNSOpts) > 0 {
 		cs.DNSConfig = &swarm.DNSConfig{Nameservers: sc.DNS, Search: sc.DNSSearch, Options: sc.DNSOpts}
 	}
-	for _, k := range sortedKeys(sc.Ulimits) {
+	for _, k := range slices.Sorted(maps.Keys(sc.Ulimits)) {
 		u := sc.Ulimits[k]
 		soft, hard := int64(u.Soft), int64(u.Hard)
 		if u.Single != 0 {
@@ -192,7 +193,7 @@ func hashOf(v any) string {
 
 func environment(env types.MappingWithEquals) []string {
 	var out []string
-	for _, k := range sortedKeys(env) {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		if v := env[k]; v != nil {
 			out = append(out, k+"="+*v)
 		}
@@ -203,7 +204,7 @@ func environment(env types.MappingWithEquals) []string {
 // hosts writes extra_hosts as /etc/hosts lines, the form Swarm takes.
 func hosts(h types.HostsList) []string {
 	var out []string
-	for _, host := range sortedKeys(h) {
+	for _, host := range slices.Sorted(maps.Keys(h)) {
 		for _, ip := range h[host] {
 			out = append(out, ip+" "+host)
 		}
@@ -472,7 +473,7 @@ func networks(p *runtime.Plan, name string) ([]swarm.NetworkAttachmentConfig, er
 		return []swarm.NetworkAttachmentConfig{{Target: "host"}}, nil
 	}
 	var out []swarm.NetworkAttachmentConfig
-	for _, key := range sortedKeys(sc.Networks) {
+	for _, key := range slices.Sorted(maps.Keys(sc.Networks)) {
 		nc, ok := p.Networks[key]
 		if !ok {
 			return nil, unsupported(name, "network %q is not declared under the top-level networks:", key)
@@ -601,13 +602,4 @@ func hostPorts(sc types.ServiceConfig) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
