@@ -3,8 +3,14 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -86,6 +92,44 @@ func TestMetricsFromTheRecord(t *testing.T) {
 		if !bytes.Contains(m.body, []byte("\n"+name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+
+	// A real Prometheus scrapes the server with a viewer token, as the
+	// stack gantry monitoring init writes does, and sees the CLI's deploys.
+	u, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom := testenv.StartPrometheus(t, fmt.Sprintf(`global: { scrape_interval: 500ms, scrape_timeout: 400ms }
+scrape_configs:
+  - job_name: gantry
+    authorization: { credentials: %q }
+    static_configs: [{ targets: [%q] }]
+`, f.tokens["viewer"], u.Host))
+	query := prom.URL + "/api/v1/query?query=" + url.QueryEscape(`gantry_deployments_total{job="gantry",env="staging",result="succeeded"}`)
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var res struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if r, err := http.Get(query); err == nil {
+			body, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			last = string(body)
+			if json.Unmarshal(body, &res) == nil && len(res.Data.Result) == 1 && res.Data.Result[0].Value[1] == "1" {
+				break
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus never saw gantry_deployments_total{env=staging,result=succeeded} = 1; last answer: %s\nprometheus: %s", last, prom.Output())
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 
