@@ -9,6 +9,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/swarm"
 )
 
 func newConfigCmd(g *globals) *cobra.Command {
@@ -53,7 +54,11 @@ func printModel(g *globals, m *config.Model) error {
 	var svcs []modelService
 	for _, name := range m.Order {
 		sc := m.Compose.Services[name]
-		svcs = append(svcs, modelService{Name: name, Image: sc.Image, Strategy: string(m.Strategy(name)), Job: m.IsJob(name)})
+		strategy := string(m.Strategy(name))
+		if m.Env.IsSwarm() && !m.IsJob(name) {
+			strategy = swarm.UpdateOrder(sc, string(m.Env.Strategy))
+		}
+		svcs = append(svcs, modelService{Name: name, Image: sc.Image, Strategy: strategy, Job: m.IsJob(name)})
 	}
 	if g.output == "json" {
 		compose, err := m.Compose.MarshalJSON()
@@ -74,7 +79,13 @@ func printModel(g *globals, m *config.Model) error {
 	if host == "" {
 		host = "$DOCKER_HOST or unix:///var/run/docker.sock"
 	}
-	fmt.Fprintf(w, "host: %s\nhealth: window %s, min_healthy %s\nkeep_releases: %d\n", host, m.Env.Health.Window.D(), m.Env.Health.MinHealthy.D(), m.Env.Keep())
+	if m.Env.IsSwarm() {
+		// Swarm rolls each service out itself (update_config, see docs/swarm.md).
+		fmt.Fprintf(w, "swarm: %s (Swarm services; the order below is each one's update_config order)\n", host)
+	} else {
+		fmt.Fprintf(w, "host: %s\n", host)
+	}
+	fmt.Fprintf(w, "health: window %s, min_healthy %s\nkeep_releases: %d\n", m.Env.Health.Window.D(), m.Env.Health.MinHealthy.D(), m.Env.Keep())
 	fmt.Fprintln(w, "deploy order:")
 	for i, s := range svcs {
 		probe := ""

@@ -548,15 +548,7 @@ func endpoint(sc types.ServiceConfig, d types.DeployConfig) (*swarm.EndpointSpec
 // pause, leaves a failed update frozen), and a rollback that continues
 // past a failed task instead of pausing.
 func rollout(sc types.ServiceConfig, d types.DeployConfig, ro runtime.Rollout) (*swarm.UpdateConfig, *swarm.UpdateConfig) {
-	order := swarm.UpdateOrderStartFirst
-	switch {
-	case ro.Order == "stop-first":
-		order = swarm.UpdateOrderStopFirst
-	case ro.Order == "start-first":
-	case hostPorts(sc):
-		// Two tasks on one node cannot bind one host port.
-		order = swarm.UpdateOrderStopFirst
-	}
+	order := UpdateOrder(sc, ro.Order)
 	monitor := ro.Monitor
 	if monitor <= 0 {
 		monitor = DefaultMonitor
@@ -571,9 +563,6 @@ func rollout(sc types.ServiceConfig, d types.DeployConfig, ro runtime.Rollout) (
 		}
 		if u.Monitor > 0 {
 			up.Monitor = time.Duration(u.Monitor)
-		}
-		if u.Order != "" {
-			up.Order = u.Order
 		}
 		up.MaxFailureRatio = u.MaxFailureRatio
 	}
@@ -593,6 +582,22 @@ func rollout(sc types.ServiceConfig, d types.DeployConfig, ro runtime.Rollout) (
 		}
 	}
 	return up, &rb
+}
+
+// UpdateOrder is a service's update_config order on a swarm: the compose
+// file's deploy.update_config.order, else the environment's strategy when
+// it names one, else start-first, unless the service publishes a port in
+// mode host (two tasks on one node cannot bind it).
+func UpdateOrder(sc types.ServiceConfig, strategy string) string {
+	switch {
+	case sc.Deploy != nil && sc.Deploy.UpdateConfig != nil && sc.Deploy.UpdateConfig.Order != "":
+		return sc.Deploy.UpdateConfig.Order
+	case strategy == swarm.UpdateOrderStopFirst || strategy == swarm.UpdateOrderStartFirst:
+		return strategy
+	case hostPorts(sc):
+		return swarm.UpdateOrderStopFirst
+	}
+	return swarm.UpdateOrderStartFirst
 }
 
 func hostPorts(sc types.ServiceConfig) bool {
