@@ -13,11 +13,14 @@
 #   6. release a fix, 0.2.1, and kill -9 gantry in the middle of its deploy;
 #      the next command recovers
 #   7. deploy the multi-service examples/shop stack (a job, a secret, a volume)
-#   8. start `gantry server` (self-signed TLS) on 127.0.0.1:18443, make tokens
+#   8. start `gantry proxy` on 127.0.0.1:18085 in front of a routed web
+#      service, deploy 1.0.0, then 1.1.0 blue/green under a bounded curl
+#      load: zero failed requests, old then new version answering
+#   9. start `gantry server` (self-signed TLS) on 127.0.0.1:18443, make tokens
 #      for alice (editor) and bob (admin); alice promotes 0.1.0 to a protected
 #      production, it waits, bob approves, production runs it on :18081
-#   9. show `gantry releases`, `gantry status` and `gantry history`
-#  10. print a summary
+#  10. show `gantry releases`, `gantry status` and `gantry history`
+#  11. print a summary
 #
 # Run it from anywhere; GANTRY is the gantry binary (default ./bin/gantry,
 # relative to the current directory). `examples/demo.sh --clean` only removes
@@ -45,7 +48,7 @@ esac
 # ---------------------------------------------------------------- helpers
 
 step=0
-steps_total=10
+steps_total=11
 declare -a summary=()
 
 bold='' red='' off=''
@@ -97,7 +100,7 @@ serving() {
 # cleanup: remove what an earlier run left, so every run starts the same.
 cleanup() {
 	local ids p
-	for p in "$project" shop; do
+	for p in "$project" shop hello-bg; do
 		ids="$(docker ps -aq --filter "label=io.gantry.project=$p")"
 		[ -z "$ids" ] || docker rm -f -v $ids >/dev/null
 		ids="$(docker network ls -q --filter "label=io.gantry.project=$p")"
@@ -155,7 +158,7 @@ docker info >/dev/null 2>&1 || fail "no Docker engine answers; run \`make deps\`
 
 if [ "${1:-}" = "--clean" ]; then
 	cleanup
-	echo "demo: removed the hello and shop containers, networks, volumes and state directories"
+	echo "demo: removed the hello, shop and hello-bg containers, networks, volumes and state directories"
 	exit 0
 fi
 
@@ -296,10 +299,121 @@ shop_health="$(curl -fsS --max-time 2 http://127.0.0.1:18090/healthz 2>/dev/null
 printf '    http://127.0.0.1:18090/healthz -> %s (web reaches a healthy api)\n' "$shop_health"
 done_step "shop deployed in dependency order"
 
-# Hooks for later issues: further steps go here, before status and history.
-#   - a healthy upgrade with no lost request (gantry-example/app:1.1.0, the proxy)
-#   - a crashing release (gantry-example/app:2.0.0-crash)
-# Each adds a section/done_step pair and bumps steps_total.
+# ================================================ blue/green (issue 5)
+# gantry proxy on 127.0.0.1:18085 in front of a routed web service (its own
+# scratch project, hello-bg: a routed service publishes no fixed port);
+# 1.0.0 is deployed, then 1.1.0 while a bounded curl loop runs against the
+# proxy: no request may fail.
+bg_dir="$demo_dir/bluegreen"
+bg_addr=127.0.0.1:18085
+bg_url="http://$bg_addr"
+proxy_pid=
+load_pid=
+stop_proxy() {
+	if [ -n "$load_pid" ]; then
+		kill "$load_pid" 2>/dev/null || true
+		wait "$load_pid" 2>/dev/null || true
+		load_pid=
+	fi
+	if [ -n "$proxy_pid" ]; then
+		kill "$proxy_pid" 2>/dev/null || true
+		wait "$proxy_pid" 2>/dev/null || true
+		proxy_pid=
+	fi
+}
+trap 'stop_proxy; stop_registry' EXIT
+
+# load OUT STOP: GET $bg_url/version in a loop, one line "CODE VERSION" per
+# request in OUT (000 for a connection error), until the file STOP exists;
+# at most 600 requests and 20 s.
+load() {
+	local end=$((SECONDS + 20)) n=0 out code body
+	while [ "$n" -lt 600 ] && [ "$SECONDS" -lt "$end" ] && [ ! -e "$2" ]; do
+		out="$(curl -s --max-time 2 -w ' %{http_code}' "$bg_url/version" 2>/dev/null)" || true
+		code="${out##* }" body="${out% *}"
+		[ "$out" != "$code" ] || body=
+		body="${body//$'\n'/}"
+		printf '%s %s\n' "${code:-000}" "${body:--}" >>"$1"
+		n=$((n + 1))
+	done
+}
+
+section "Blue/green deploy of 1.0.0 -> 1.1.0 through gantry proxy, under load"
+[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$bg_url/" || true)" = 000 ] ||
+	fail "something already listens on $bg_addr; stop it and run again"
+mkdir -p "$bg_dir"
+cd "$bg_dir"
+cat >gantry.yaml <<YAML
+project: hello-bg
+compose: compose.yaml
+proxy:
+  listen: $bg_addr
+  drain_timeout: 5s
+environments:
+  staging:
+    health:
+      window: 30s
+      min_healthy: 1s
+    routes:
+      web: { port: 8080 }          # blue/green behind the proxy
+YAML
+cat >compose.yaml <<'YAML'
+services:
+  web:
+    image: gantry-example/app:1.0.0   # no ports: gantry publishes 8080 on loopback for the proxy
+    healthcheck:
+      test: ["CMD", "/app", "check"]
+      interval: 500ms
+      timeout: 2s
+      retries: 3
+    read_only: true
+YAML
+echo "    $bg_dir/gantry.yaml: staging routes web (port 8080) through the proxy on $bg_addr"
+echo '    $ gantry proxy &'
+"$GANTRY" proxy >"$demo_dir/proxy.log" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 1 100); do
+	grep -q 'admin socket' "$demo_dir/proxy.log" && break
+	kill -0 "$proxy_pid" 2>/dev/null || fail "gantry proxy exited: $(tail -n 5 "$demo_dir/proxy.log")"
+	sleep 0.1
+done
+grep -q 'admin socket' "$demo_dir/proxy.log" || fail "gantry proxy did not start (log: $demo_dir/proxy.log)"
+sed 's/^/    /' "$demo_dir/proxy.log"
+echo '    $ gantry deploy staging --release 1.0.0'
+"$GANTRY" deploy staging --release 1.0.0 >"$demo_dir/bg-deploy-1.log" 2>&1 ||
+	fail "deploying 1.0.0 behind the proxy failed: $(tail -n 5 "$demo_dir/bg-deploy-1.log")"
+sed -n 's/^deployed/    deployed/p' "$demo_dir/bg-deploy-1.log"
+bg_v1="$(curl -fsS --max-time 2 "$bg_url/version" 2>/dev/null || echo nothing)"
+[ "$bg_v1" = 1.0.0 ] || fail "through the proxy $bg_url/version says \"$bg_v1\", want 1.0.0"
+load_out="$demo_dir/load.txt" load_stop="$demo_dir/load.stop"
+rm -f "$load_out" "$load_stop"
+: >"$load_out"
+echo "    curl loop on $bg_url/version (at most 600 requests, 20 s, --max-time 2 each) ..."
+load "$load_out" "$load_stop" &
+load_pid=$!
+for _ in $(seq 1 50); do # let the old release answer some first
+	[ "$(wc -l <"$load_out")" -ge 20 ] && break
+	sleep 0.1
+done
+bg_rc=0
+echo '    $ gantry deploy staging --release 1.1.0 --image web=gantry-example/app:1.1.0'
+"$GANTRY" deploy staging --release 1.1.0 --image web=gantry-example/app:1.1.0 >"$demo_dir/bg-deploy-2.log" 2>&1 || bg_rc=$?
+sed -n 's/^\[ *[0-9.]*s\] web *\(switched\|drain\)/    &/p; s/^deployed/    deployed/p' "$demo_dir/bg-deploy-2.log"
+[ "$bg_rc" = 0 ] || fail "deploying 1.1.0 behind the proxy exited $bg_rc: $(tail -n 5 "$demo_dir/bg-deploy-2.log")"
+sleep 1 # a second of the new release under the same load
+touch "$load_stop"
+wait "$load_pid" || true
+load_pid=
+stop_proxy
+bg_total="$(wc -l <"$load_out")"
+bg_failed="$(grep -cv '^2' "$load_out" || true)"
+bg_runs="$(awk '{print $2}' "$load_out" | uniq -c | awk '{printf "%s%s x%d", (NR > 1 ? ", then " : ""), $2, $1}')"
+printf '    %d requests, %d failed; answered by: %s\n' "$bg_total" "$bg_failed" "$bg_runs"
+[ "$bg_failed" = 0 ] || fail "$bg_failed of $bg_total requests through the proxy failed during the blue/green deploy: $(grep -v '^2' "$load_out" | sort | uniq -c | tr '\n' ';')"
+[ "$(awk '{print $2}' "$load_out" | uniq | tr '\n' ' ')" = "1.0.0 1.1.0 " ] ||
+	fail "the versions answered were $bg_runs; want some 1.0.0, then only 1.1.0"
+done_step "1.0.0 -> 1.1.0 blue/green: $bg_total requests, $bg_failed failed"
+# ========================================= end of blue/green (issue 5)
 
 # ===================================================== promotion (issue 4)
 # gantry server with a self-signed certificate; tokens for alice (editor)
@@ -316,7 +430,7 @@ stop_server() {
 		server_pid=
 	fi
 }
-trap 'stop_server; stop_registry' EXIT
+trap 'stop_server; stop_proxy; stop_registry' EXIT
 
 # as_person NAME CMD...: run a gantry command through the server with
 # NAME's token (the token is the person: $alice, $bob), printed the way a
@@ -423,6 +537,9 @@ cat <<EOF
       rolled the environment back to 0.1.0 and recorded why
     - the shop stack went up in dependency order: the migration job ran to
       completion, then the api (a secret, a named volume), then web
+    - behind gantry proxy ($bg_addr), a blue/green deploy replaced 1.0.0
+      by 1.1.0 under a curl loop: $bg_total requests, $bg_failed failed
+      (answered by $bg_runs)
     - through gantry server (TLS, its certificate pinned by fingerprint)
       alice promoted 0.1.0 to the protected production; it waited until bob
       approved (alice could not approve her own request); production runs
