@@ -67,6 +67,8 @@ cleanup() {
 	docker compose -p "$dl_project-compose" down -v >/dev/null 2>&1 || true
 	ids="$(docker ps -aq --filter "label=io.gantry.project=$dl_project")"
 	if [ -n "$ids" ]; then docker rm -f -v $ids >/dev/null 2>&1 || true; fi
+	ids="$(docker network ls -q --filter "label=io.gantry.project=$dl_project")"
+	if [ -n "$ids" ]; then docker network rm $ids >/dev/null 2>&1 || true; fi
 	if [ -n "$app_pid" ]; then kill "$app_pid" 2>/dev/null || true; wait "$app_pid" 2>/dev/null || true; fi
 	if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; fi
 	if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
