@@ -22,7 +22,7 @@ type Status struct {
 	Kept      int     `json:"kept_containers"`
 	Recovered []int64 `json:"recovered,omitempty"`
 	// LastAnalysis is the analysis of the newest deployment that had one
-	// (gantry status; the watcher's views leave it out).
+	// (gantry status, locally and through the server).
 	LastAnalysis *DeploymentAnalysis `json:"last_analysis,omitempty"`
 }
 
@@ -66,7 +66,7 @@ func (e *Engine) Status(ctx context.Context, project, env string) (*Status, erro
 	st, err := e.Observe(ctx, project, env)
 	if st != nil {
 		st.Recovered = recovered
-		st.LastAnalysis = e.lastAnalysis(ctx, project, env)
+		st.LastAnalysis = e.LastAnalysis(ctx, project, env)
 	}
 	return st, err
 }

@@ -149,9 +149,9 @@ type DeploymentAnalysis struct {
 	Analysis   *analysis.Report `json:"analysis"`
 }
 
-// lastAnalysis finds the analysis of the newest of the environment's last
+// LastAnalysis finds the analysis of the newest of the environment's last
 // few deployments that had one; nil when none did.
-func (e *Engine) lastAnalysis(ctx context.Context, project, env string) *DeploymentAnalysis {
+func (e *Engine) LastAnalysis(ctx context.Context, project, env string) *DeploymentAnalysis {
 	ds, err := e.store.HistoryBrief(ctx, project, env, 10)
 	if err != nil {
 		return nil

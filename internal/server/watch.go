@@ -202,6 +202,8 @@ func (w *watcher) observe(ctx context.Context) (*deploy.Status, error) {
 	st, err := eng.Observe(ctx, w.s.project, w.env)
 	if st != nil {
 		st.Recovered = recovered
+		// As gantry status shows it locally: the same output either way.
+		st.LastAnalysis = eng.LastAnalysis(ctx, w.s.project, w.env)
 	}
 	return st, err
 }
