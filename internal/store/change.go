@@ -59,20 +59,7 @@ func (s *Store) HistoryBrief(ctx context.Context, project, env string, limit int
 	if err != nil {
 		return nil, err
 	}
-	rows, err := stmt.QueryContext(ctx, project, env, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return scanDeployments(stmt.QueryContext(ctx, project, env, limit))
 }
 
 // HistoryVersion identifies the state of an environment's newest limit

@@ -21,20 +21,7 @@ func (s *Store) DeploymentsSince(ctx context.Context, project string, afterID in
 			args = append(args, id)
 		}
 	}
-	rows, err := s.db.QueryContext(ctx, q+`) ORDER BY id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return scanDeployments(s.db.QueryContext(ctx, q+`) ORDER BY id`, args...))
 }
 
 // GateTiming is how long one service's health gate took in a deployment:

@@ -312,7 +312,12 @@ func (s *Store) Get(ctx context.Context, id int64) (*Deployment, error) {
 }
 
 func (s *Store) list(ctx context.Context, q string, args ...any) ([]*Deployment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deploymentCols+` FROM deployments `+q, args...)
+	return scanDeployments(s.db.QueryContext(ctx, `SELECT `+deploymentCols+` FROM deployments `+q, args...))
+}
+
+// scanDeployments reads every row of a query over deploymentCols, taking
+// the query's own error as it comes.
+func scanDeployments(rows *sql.Rows, err error) ([]*Deployment, error) {
 	if err != nil {
 		return nil, err
 	}

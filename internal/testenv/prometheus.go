@@ -30,7 +30,7 @@ type Server struct {
 	// Dir holds its configuration and data.
 	Dir  string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *SyncBuffer
 	done chan struct{}
 }
 
@@ -96,7 +96,7 @@ func startServer(t testing.TB, name, bin, file, config string, args func(dir, ad
 	// binds it: try a few.
 	for range 3 {
 		addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-		s := &Server{URL: "http://" + addr, Dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+		s := &Server{URL: "http://" + addr, Dir: dir, out: &SyncBuffer{}, done: make(chan struct{})}
 		s.cmd = exec.Command(bin, args(dir, addr)...)
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 		// Its own process group, so that it never gets the terminal's
@@ -143,18 +143,20 @@ func waitReady(s *Server, timeout time.Duration) error {
 	}
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe to read while another goroutine (a
+// process's output, a command under test) writes it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
