@@ -927,6 +927,10 @@ func allowed(typ string) []string {
 		"proxyRouteFields": reflect.TypeOf(ProxyRoute{}),
 		"Proxy":            reflect.TypeOf(Proxy{}),
 		"ProxyTLS":         reflect.TypeOf(ProxyTLS{}),
+		"Canary":           reflect.TypeOf(Canary{}),
+		"CanaryStep":       reflect.TypeOf(CanaryStep{}),
+		"Sticky":           reflect.TypeOf(Sticky{}),
+		"CanaryAbort":      reflect.TypeOf(CanaryAbort{}),
 	}
 	t, ok := types[typ]
 	if !ok {

@@ -53,6 +53,13 @@ environments:
           http: { port: {{.Port}}, path: /, status: 200 }   # point path at your health endpoint
 {{- end}}
 {{- end}}
+    # routes:                 # served by the gantry proxy, deployed blue/green (docs/proxy.md)
+    #   {{.Routed.Name}}:
+    #     host: staging.{{.Project}}.example
+    #     port: {{.Routed.Port}}
+    #     canary:             # or step a new release in, aborted on errors (docs/canary.md)
+    #       steps: [{ weight: 10, pause: 2m }, { weight: 50, pause: 5m }]
+    #       abort: { max_error_ratio: 0.05, max_p99: 800ms }
   production:
     # compose_files: [{{.Compose}}, compose.production.yaml]
     health:
@@ -103,6 +110,9 @@ func Init(ctx context.Context, o InitOptions) ([]byte, error) {
 		Project, Compose, Example string
 		Services                  []initService
 		Probes                    []initProbe
+		// Routed is the example route's service: the last one with a
+		// port (dependencies come first, so rather a front than a database).
+		Routed initProbe
 	}{Project: project, Compose: compose}
 	order, err := DependencyOrder(p)
 	if err != nil {
@@ -122,6 +132,10 @@ func Init(ctx context.Context, o InitOptions) ([]byte, error) {
 		if len(s.Ports) > 0 && s.Ports[0].Protocol != "udp" {
 			data.Probes = append(data.Probes, initProbe{Name: name, Port: s.Ports[0].Target})
 		}
+	}
+	data.Routed = initProbe{Name: data.Example, Port: 8080}
+	if n := len(data.Probes); n > 0 {
+		data.Routed = data.Probes[n-1]
 	}
 	var buf bytes.Buffer
 	if err := initTmpl.Execute(&buf, data); err != nil {

@@ -214,9 +214,13 @@ func (m *Model) Strategy(service string) Strategy {
 	if m.IsJob(service) {
 		return "job"
 	}
-	if m.Env.Routes[service] != nil {
+	if r := m.Env.Routes[service]; r != nil {
 		// Routed by the gantry proxy: started beside the old container,
-		// then switched (deploy/bluegreen.go).
+		// then switched (deploy/bluegreen.go), or stepped as a canary
+		// (deploy/canary.go; its first deploy is blue/green).
+		if r.Canary != nil {
+			return StrategyCanary
+		}
 		return StrategyBlueGreen
 	}
 	switch m.Env.Strategy {

@@ -39,7 +39,8 @@ func TestRoutesNormalized(t *testing.T) {
 	}
 }
 
-// TestRoutedStrategy: a routed service is blue-green, a job stays a job.
+// TestRoutedStrategy: a routed service is blue-green (canary with a
+// canary block), a job stays a job.
 func TestRoutedStrategy(t *testing.T) {
 	f := loadProject(t, "gantry.yaml")
 	m, err := f.Resolve(t.Context(), "staging")
@@ -55,5 +56,37 @@ func TestRoutedStrategy(t *testing.T) {
 	}
 	if s := m.Strategy("worker"); s == StrategyBlueGreen {
 		t.Errorf("worker without a route: %s", s)
+	}
+	m.Env.Routes["web"].Canary = &Canary{Steps: []CanaryStep{{Weight: 10}}}
+	if s := m.Strategy("web"); s != StrategyCanary {
+		t.Errorf("routed web with a canary: %s, want canary", s)
+	}
+}
+
+// TestCanaryDefaults: a canary block gets its defaults where it leaves
+// them out and keeps what it says (min_requests 0 included).
+func TestCanaryDefaults(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "good.canary.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := f.Environments["staging"].Routes["web"].Canary
+	api := f.Environments["staging"].Routes["api"].Canary
+	for _, tc := range []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"web steps", len(web.Steps), 3},
+		{"web step 1 manual", web.Steps[0].Manual(), false},
+		{"web step 3 manual", web.Steps[2].Manual(), true},
+		{"web sticky", web.Sticky, Sticky{Cookie: DefaultCanaryCookie}},
+		{"web abort", web.Abort, CanaryAbort{MaxErrorRatio: 0.02, MaxP99: Duration(800 * time.Millisecond), MinRequests: 0, Interval: Duration(DefaultCanaryInterval)}},
+		{"api sticky", api.Sticky, Sticky{Header: "X-User-Id"}},
+		{"api abort", api.Abort, CanaryAbort{MaxErrorRatio: DefaultCanaryMaxErrorRatio, MinRequests: DefaultCanaryMinRequests, Interval: Duration(DefaultCanaryInterval)}},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %+v, want %+v", tc.name, tc.got, tc.want)
+		}
 	}
 }
