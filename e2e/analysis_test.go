@@ -70,7 +70,7 @@ func traffic(t *testing.T, port int) (stop func()) {
 
 func analysisProject(t *testing.T, watch string) (*project, *testenv.Server, func(watch string)) {
 	t.Helper()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	prom := testenv.StartPrometheus(t, fmt.Sprintf(`global: { scrape_interval: 500ms, scrape_timeout: 500ms }
 scrape_configs:
   - job_name: app

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -72,7 +71,7 @@ type project struct {
 // replaced.
 func newProject(t *testing.T, base, gantryYAML, composeYAML string) *project {
 	t.Helper()
-	p := &project{t: t, c: testenv.Docker(t), name: testenv.Project(t, base), dir: t.TempDir(), port: freePort(t)}
+	p := &project{t: t, c: testenv.Docker(t), name: testenv.Project(t, base), dir: t.TempDir(), port: testenv.FreePort(t)}
 	p.state = filepath.Join(p.dir, ".state")
 	p.write("gantry.yaml", gantryYAML)
 	p.write("compose.yaml", composeYAML)
@@ -254,16 +253,6 @@ func (p *project) version() string {
 		p.t.Fatalf("GET /version on 127.0.0.1:%d: %v", p.port, err)
 	}
 	return v
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // waitFor polls cond every 100ms until it holds or the timeout passes.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/promote"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // The promoted project: the released example app, in staging and in a
@@ -69,7 +70,7 @@ func newPromoteProject(t *testing.T, expire string) *promoteProject {
 	t.Helper()
 	addr := startRegistry(t)
 	rp := newReleaseProject(t, addr, "")
-	p := &promoteProject{releaseProject: rp, prodPort: freePort(t)}
+	p := &promoteProject{releaseProject: rp, prodPort: testenv.FreePort(t)}
 	p.configure(expire)
 	p.write("staging.env", fmt.Sprintf("WEB_REPO=web\nWEB_LISTEN=%d\n", p.port))
 	p.write("production.env", fmt.Sprintf("WEB_REPO=web-prod\nWEB_LISTEN=%d\n", p.prodPort))

@@ -57,7 +57,7 @@ environments:
 // --override-gate --reason, which the audit log records.
 func TestScanGate(t *testing.T) {
 	addr := startRegistry(t)
-	p := &promoteProject{releaseProject: newReleaseProject(t, addr, ""), prodPort: freePort(t)}
+	p := &promoteProject{releaseProject: newReleaseProject(t, addr, ""), prodPort: testenv.FreePort(t)}
 	r := strings.NewReplacer("REGADDR", addr, "TRIVYCACHE", testenv.TrivyCache(t), "TRIVY", testenv.Trivy(t))
 	p.write("gantry.yaml", r.Replace(scanGantryYAML))
 	p.write("compose.yaml", r.Replace(promoteComposeYAML))

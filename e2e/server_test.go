@@ -20,6 +20,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/deploy"
 	"github.com/gantryhq/gantry/internal/store"
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // gantryServer is a `gantry server` process of a project.
@@ -38,7 +39,7 @@ type gantryServer struct {
 func startServer(t *testing.T, p *project, addr string) *gantryServer {
 	t.Helper()
 	if addr == "" {
-		addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	}
 	cmd, _, errb := p.command(context.Background(), "server", "--addr", addr, "--tls-self-signed", "--log-level", "info")
 	cmd.Stdout = nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -61,16 +60,6 @@ type fixture struct {
 
 type syncBuffer = testenv.SyncBuffer
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	return newFixtureWith(t, fixtureGantry, "", nil)
@@ -84,8 +73,8 @@ func newFixtureWith(t testing.TB, gantryYAML, img string, files map[string]strin
 	if img == "" {
 		img = testenv.Image(t, testenv.Healthy)
 	}
-	f := &fixture{t: t, dir: t.TempDir(), project: testenv.Project(t, "srv"), port: freePort(t), logs: &syncBuffer{}, tokens: map[string]string{}}
-	r := strings.NewReplacer("PROJECT", f.project, "IMG", img, "PORT2", fmt.Sprint(freePort(t)), "PORT", fmt.Sprint(f.port))
+	f := &fixture{t: t, dir: t.TempDir(), project: testenv.Project(t, "srv"), port: testenv.FreePort(t), logs: &syncBuffer{}, tokens: map[string]string{}}
+	r := strings.NewReplacer("PROJECT", f.project, "IMG", img, "PORT2", fmt.Sprint(testenv.FreePort(t)), "PORT", fmt.Sprint(f.port))
 	os.WriteFile(filepath.Join(f.dir, "gantry.yaml"), []byte(r.Replace(gantryYAML)), 0o644)
 	os.WriteFile(filepath.Join(f.dir, "compose.yaml"), []byte(r.Replace(fixtureCompose)), 0o644)
 	for name, content := range files {

@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,7 +45,7 @@ func startDistribution(t testing.TB, user, password string) string {
 		bin = p
 	}
 	dir := t.TempDir()
-	addr := freePort(t)
+	addr := FreeAddr(t)
 	auth := ""
 	if user != "" {
 		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
@@ -122,23 +121,11 @@ http:
 	}
 }
 
-// freePort returns a 127.0.0.1 address with a port nothing listens on.
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 // ClosedPort is a 127.0.0.1 address where nothing listens, for tests of
 // connection errors.
 func ClosedPort(t testing.TB) string {
 	t.Helper()
-	return freePort(t)
+	return FreeAddr(t)
 }
 
 var staticBins struct {
