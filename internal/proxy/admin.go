@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -26,6 +27,10 @@ import (
 //	POST /v1/switch       SwitchRequest: move a route's traffic to an upstream
 //	POST /v1/drain        DrainRequest: wait for an old upstream's requests, cut them at the timeout
 //	PUT  /v1/maintenance  {"env": "staging", "on": true, "message": "..."}
+//	POST /v1/canary          CanaryRequest: start a canary, or change its weight, step, stickiness
+//	POST /v1/canary/promote  {"env", "service"}: the canary takes all the traffic
+//	POST /v1/canary/abort    {"env", "service", "reason"}: all the traffic back to the stable release
+//	GET  /v1/canary?env=E&service=S  CanaryStats of the current step (404: no canary)
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/state", func(w http.ResponseWriter, r *http.Request) {
@@ -76,6 +81,51 @@ func (p *Proxy) AdminHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, p.State())
+	})
+	mux.HandleFunc("POST /v1/canary", func(w http.ResponseWriter, r *http.Request) {
+		var req CanaryRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := p.SetCanary(r.Context(), req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/canary/promote", func(w http.ResponseWriter, r *http.Request) {
+		var req CanaryAction
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := p.PromoteCanary(r.Context(), req.Env, req.Service)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/canary/abort", func(w http.ResponseWriter, r *http.Request) {
+		var req CanaryAction
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := p.AbortCanary(r.Context(), req.Env, req.Service, req.Reason)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET /v1/canary", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		res, err := p.CanaryStats(q.Get("env"), q.Get("service"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
 	})
 	return mux
 }
@@ -258,4 +308,34 @@ func (c *Client) Drain(ctx context.Context, req DrainRequest) (DrainResult, erro
 // SetMaintenance turns an environment's maintenance page on or off.
 func (c *Client) SetMaintenance(ctx context.Context, env string, on bool, message string) error {
 	return c.do(ctx, http.MethodPut, "/v1/maintenance", MaintenanceRequest{Env: env, On: on, Message: message}, nil)
+}
+
+// SetCanary starts a canary on a route, or changes its weight, step or
+// stickiness.
+func (c *Client) SetCanary(ctx context.Context, req CanaryRequest) (Route, error) {
+	var res Route
+	err := c.do(ctx, http.MethodPost, "/v1/canary", req, &res)
+	return res, err
+}
+
+// PromoteCanary makes a route's canary its stable release.
+func (c *Client) PromoteCanary(ctx context.Context, env, service string) (SwitchResult, error) {
+	var res SwitchResult
+	err := c.do(ctx, http.MethodPost, "/v1/canary/promote", CanaryAction{Env: env, Service: service}, &res)
+	return res, err
+}
+
+// AbortCanary sends all of a route's traffic back to its stable release.
+func (c *Client) AbortCanary(ctx context.Context, env, service, reason string) (SwitchResult, error) {
+	var res SwitchResult
+	err := c.do(ctx, http.MethodPost, "/v1/canary/abort", CanaryAction{Env: env, Service: service, Reason: reason}, &res)
+	return res, err
+}
+
+// CanaryStats are both releases' statistics over a canary's current step.
+func (c *Client) CanaryStats(ctx context.Context, env, service string) (CanaryStats, error) {
+	var res CanaryStats
+	q := url.Values{"env": {env}, "service": {service}}
+	err := c.do(ctx, http.MethodGet, "/v1/canary?"+q.Encode(), nil, &res)
+	return res, err
 }

@@ -31,6 +31,9 @@ type backend struct {
 	codes    codeCounters
 	dur      prometheus.Observer
 	errs     prometheus.Counter
+	// win counts the backend's answers over a canary step; nil when no
+	// canary involves it.
+	win atomic.Pointer[window]
 
 	// upgraded holds the cancel functions of upgraded connections
 	// (WebSockets), which a drain timeout cuts.
@@ -47,6 +50,7 @@ func newBackend(m *metrics, env, service string, u Upstream, o *Options) *backen
 		errs:     m.upErrors.WithLabelValues(env, service, u.Release),
 		upgraded: map[uint64]context.CancelFunc{},
 	}
+	b.codes.win = &b.win
 	b.pool = connPool{addr: u.Addr, dialTimeout: o.DialTimeout, idleTimeout: o.IdleTimeout, maxIdle: o.MaxIdlePerUpstream}
 	target := &url.URL{Scheme: "http", Host: u.Addr}
 	b.upgrader = &httputil.ReverseProxy{

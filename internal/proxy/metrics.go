@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -8,16 +10,17 @@ import (
 // when a route or a backend is made, never per request: the hot path only
 // increments counters it already holds.
 type metrics struct {
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	inflight  *prometheus.GaugeVec
-	upErrors  *prometheus.CounterVec
-	switches  *prometheus.CounterVec
-	aborts    *prometheus.CounterVec
-	drainCut  *prometheus.CounterVec
-	unrouted  prometheus.Counter
-	tooLarge  prometheus.Counter
-	stateSave prometheus.Counter
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	inflight     *prometheus.GaugeVec
+	upErrors     *prometheus.CounterVec
+	switches     *prometheus.CounterVec
+	aborts       *prometheus.CounterVec
+	drainCut     *prometheus.CounterVec
+	canaryWeight *prometheus.GaugeVec
+	unrouted     prometheus.Counter
+	tooLarge     prometheus.Counter
+	stateSave    prometheus.Counter
 }
 
 // Status classes, the code label of gantry_proxy_requests_total.
@@ -25,14 +28,24 @@ var classes = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // codeCounters are the request counters of one (env, service, release), by
 // status class.
-type codeCounters [len(classes)]prometheus.Counter
+// A backend's also count its 5xx into its canary step's window, when it
+// has one.
+type codeCounters struct {
+	c   [len(classes)]prometheus.Counter
+	win *atomic.Pointer[window] // nil for the proxy's own answers
+}
 
 func (c *codeCounters) inc(status int) {
 	i := status/100 - 1
-	if i < 0 || i >= len(c) {
+	if i < 0 || i >= len(c.c) {
 		i = 4 // a status outside 100-599 is the upstream's failure
 	}
-	c[i].Inc()
+	c.c[i].Inc()
+	if i == 4 && c.win != nil {
+		if w := c.win.Load(); w != nil {
+			w.errors.Add(1)
+		}
+	}
 }
 
 // durationBuckets reach down to a fraction of a millisecond: the added
@@ -64,11 +77,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"env", "service", "reason"}),
 		aborts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gantry_proxy_aborts_total",
-			Help: "Switches back to the previous release (reason rollback or abort), by environment and service.",
+			Help: "Switches back to the previous release (reason rollback or abort) and canary aborts, by environment and service.",
 		}, []string{"env", "service"}),
 		drainCut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gantry_proxy_drain_cut_total",
 			Help: "Requests and WebSockets of an old release still open at the end of the drain timeout, and cut.",
+		}, []string{"env", "service"}),
+		canaryWeight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gantry_proxy_canary_weight",
+			Help: "Percent of a route's requests (or sticky clients) sent to its canary release; 0 when the route has no canary (after a promote or an abort).",
 		}, []string{"env", "service"}),
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gantry_proxy_unrouted_requests_total",
@@ -84,7 +101,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.inflight, m.upErrors, m.switches, m.aborts, m.drainCut, m.unrouted, m.tooLarge, m.stateSave)
+		reg.MustRegister(m.requests, m.duration, m.inflight, m.upErrors, m.switches, m.aborts, m.drainCut, m.canaryWeight, m.unrouted, m.tooLarge, m.stateSave)
 	}
 	return m
 }
@@ -92,7 +109,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) codes(env, service, release string) codeCounters {
 	var c codeCounters
 	for i, cl := range classes {
-		c[i] = m.requests.WithLabelValues(env, service, release, cl)
+		c.c[i] = m.requests.WithLabelValues(env, service, release, cl)
 	}
 	return c
 }

@@ -140,7 +140,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.tooLarge(w, e)
 		return
 	}
-	b := e.b
+	b := e.pick(w, r)
 	e.inflight.Inc()
 	b.inflight.Add(1)
 	defer p.done(e, b, start)
@@ -188,7 +188,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) done(e *entry, b *backend, start time.Time) {
 	b.inflight.Add(-1)
 	e.inflight.Dec()
-	b.dur.Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	b.dur.Observe(d.Seconds())
+	if w := b.win.Load(); w != nil {
+		w.observe(d)
+	}
 }
 
 func (p *Proxy) tooLarge(w http.ResponseWriter, e *entry) {
@@ -264,6 +268,7 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 // and counts in flight carry over).
 func (p *Proxy) build(st State) *table {
 	t := &table{hosts: map[string][]*entry{}}
+	keep := map[*backend]bool{}
 	for _, r := range st.Routes {
 		e := &entry{Route: r,
 			own:      p.m.codes(r.Env, r.Service, ""),
@@ -272,6 +277,7 @@ func (p *Proxy) build(st State) *table {
 		if r.Upstream != nil {
 			e.b = p.backend(r.Env, r.Service, *r.Upstream)
 		}
+		p.buildCanary(e, keep)
 		if mt, ok := st.Maintenance[r.Env]; ok {
 			e.maint = &maintenance{page: maintenancePage(r.Env, mt.Message)}
 		}
@@ -286,6 +292,7 @@ func (p *Proxy) build(st State) *table {
 	for _, es := range t.hosts {
 		sortEntries(es)
 	}
+	p.dropWindows(p.tbl.Load(), t, keep)
 	return t
 }
 
@@ -347,7 +354,8 @@ type Status struct {
 
 // SetRoutes replaces the routes of the given environments (every
 // environment when envs is nil) with routes: a route that stays (same
-// environment and service) keeps its active and previous release.
+// environment and service) keeps its active and previous release and its
+// canary.
 func (p *Proxy) SetRoutes(routes []Route, envs []string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -374,9 +382,10 @@ func (p *Proxy) SetRoutes(routes []Route, envs []string) error {
 			return fmt.Errorf("%w: route %s/%s is in an environment not being set (%v)", ErrInput, r.Env, r.Service, envs)
 		}
 		if i := old.find(r.Env, r.Service); i >= 0 {
-			r.Upstream, r.Previous, r.SwitchedAt = old.Routes[i].Upstream, old.Routes[i].Previous, old.Routes[i].SwitchedAt
+			o := old.Routes[i]
+			r.Upstream, r.Previous, r.SwitchedAt, r.Canary = o.Upstream, o.Previous, o.SwitchedAt, o.Canary
 		} else {
-			r.Upstream, r.Previous, r.SwitchedAt = nil, nil, time.Time{}
+			r.Upstream, r.Previous, r.SwitchedAt, r.Canary = nil, nil, time.Time{}, nil
 		}
 		st.Routes = append(st.Routes, r)
 	}
@@ -405,7 +414,10 @@ type SwitchResult struct {
 // Switch sends every new request of a route to an upstream, at once: the
 // requests in flight on the previous one finish there (Drain waits for
 // them). The upstream must accept a connection first: traffic never moves
-// to a release that is not listening.
+// to a release that is not listening. A switch ends a canary the route
+// has: all the traffic goes to the one upstream switched to (a rollback
+// during a canary must not leave part of it on a release), and the
+// canary's upstream is drained like an old release.
 func (p *Proxy) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, error) {
 	if err := checkAddr(req.To.Addr); err != nil {
 		return SwitchResult{}, fmt.Errorf("%w: %w", ErrInput, err)
@@ -446,6 +458,8 @@ func (p *Proxy) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, er
 	}
 	r.Upstream = &to
 	r.SwitchedAt = time.Now().UTC()
+	canary := r.Canary
+	r.Canary = nil
 	if err := p.commit(st); err != nil {
 		return SwitchResult{}, err
 	}
@@ -454,6 +468,9 @@ func (p *Proxy) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, er
 		p.m.aborts.WithLabelValues(req.Env, req.Service).Inc()
 	}
 	p.log.Info("switched", "env", req.Env, "service", req.Service, "to", to.Addr, "release", to.Release, "reason", req.Reason)
+	if canary != nil {
+		p.log.Info("canary ended by a switch", "env", req.Env, "service", req.Service, "canary", canary.Upstream.Addr, "release", canary.Upstream.Release)
+	}
 	return SwitchResult{Route: p.state.Routes[i], Previous: prev}, nil
 }
 
@@ -501,6 +518,10 @@ func (p *Proxy) Drain(ctx context.Context, req DrainRequest) (DrainResult, error
 				p.mu.Unlock()
 				return DrainResult{}, fmt.Errorf("%w: %s is the active upstream of %s in %s; switch away from it first", ErrInput, req.Addr, req.Service, req.Env)
 			}
+			if r.Env == req.Env && r.Service == req.Service && r.Canary != nil && r.Canary.Upstream.Addr == req.Addr {
+				p.mu.Unlock()
+				return DrainResult{}, fmt.Errorf("%w: %s is the canary of %s in %s; abort or promote the canary first", ErrInput, req.Addr, req.Service, req.Env)
+			}
 		}
 	}
 	p.mu.Unlock()
@@ -543,6 +564,9 @@ wait:
 func (p *Proxy) routed(b *backend) bool {
 	for _, r := range p.state.Routes {
 		if r.Env == b.env && r.Service == b.service && r.Upstream != nil && r.Upstream.Addr == b.addr {
+			return true
+		}
+		if r.Env == b.env && r.Service == b.service && r.Canary != nil && r.Canary.Upstream.Addr == b.addr {
 			return true
 		}
 	}

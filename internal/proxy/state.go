@@ -30,6 +30,10 @@ type Route struct {
 	// returns to.
 	Previous   *Upstream `json:"previous,omitempty"`
 	SwitchedAt time.Time `json:"switched_at,omitzero"`
+	// Canary is a second release taking part of the traffic; nil when
+	// the route has none. Changes make a new Canary, never edit one: a
+	// copy of the state shares it.
+	Canary *Canary `json:"canary,omitempty"`
 }
 
 // Maintenance is an environment answering 503 with a page.

@@ -25,8 +25,15 @@ type table struct {
 // the counters of answers the proxy gives itself.
 type entry struct {
 	Route
-	b     *backend     // nil: no release is routed yet
-	maint *maintenance // nil: serving
+	b *backend // nil: no release is routed yet
+	// cb is the canary's backend (nil: no canary), taking weight percent
+	// of the requests; stickyHeader (canonical) or stickyCookie says
+	// what keeps a client on one side.
+	cb           *backend
+	weight       uint32
+	stickyHeader string
+	stickyCookie string
+	maint        *maintenance // nil: serving
 	// own counts the answers the proxy gives without a release (release
 	// label empty): maintenance, nothing routed, body too large.
 	own      codeCounters
@@ -117,7 +124,7 @@ func checkRoute(r *Route) error {
 			return fmt.Errorf("route %s/%s: %w", r.Env, r.Service, err)
 		}
 	}
-	return nil
+	return checkCanary(r)
 }
 
 // checkRoutes validates routes and refuses two that answer the same host
