@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/proxy"
 	"github.com/gantryhq/gantry/internal/server"
 )
@@ -133,6 +135,7 @@ engine and the subcommands below change them through the admin socket
 			tuneProxyGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			defer g.followRoutes(ctx, o.File)()
 			return proxyErr(proxy.Run(ctx, o, g.printListening))
 		},
 	}
@@ -200,7 +203,9 @@ func (g *globals) startProxy(ctx context.Context, stopServer func(), on bool, re
 	}
 	o.Registerer = reg
 	errc := make(chan error, 1)
+	stopFollowing := g.followRoutes(ctx, o.File)
 	go func() {
+		defer stopFollowing()
 		err := proxy.Run(ctx, o, g.printListening)
 		if err != nil {
 			g.log.Error("the proxy stopped; stopping the server", "err", err)
@@ -209,6 +214,37 @@ func (g *globals) startProxy(ctx context.Context, stopServer func(), on bool, re
 		errc <- err
 	}()
 	return func() error { return <-errc }, nil
+}
+
+// routeResync is how often the proxy looks whether a route's container
+// was restarted on a new port without a start event it saw.
+const routeResync = 30 * time.Second
+
+// followRoutes keeps the routes of every environment of f that has routes
+// on its serving release's containers (see deploy.FollowRoutes), beside a
+// running proxy. The returned stop ends it and waits.
+func (g *globals) followRoutes(ctx context.Context, f *config.File) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, name := range f.EnvNames() {
+		env := f.Environments[name]
+		if len(env.Routes) == 0 || env.IsSwarm() {
+			continue
+		}
+		s, err := g.open(name, nil)
+		if err != nil {
+			g.log.Warn("routes of this environment will not follow restarted containers", "env", name, "err", err)
+			continue
+		}
+		wg.Go(func() {
+			defer s.Close()
+			s.engine.FollowRoutes(ctx, f.Project, name, routeResync)
+		})
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 // proxyClient is the admin client of the proxy of this project.

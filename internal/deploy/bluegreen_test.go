@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/proxy"
+	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/testenv"
 )
@@ -243,5 +245,81 @@ func TestBlueGreenNeedsProxy(t *testing.T) {
 	cs, _ := b.eng.rt.Containers(context.Background(), b.m.File.Project, "staging")
 	if len(cs) != 0 {
 		t.Errorf("%d containers made without a proxy", len(cs))
+	}
+}
+
+// TestRouteFollowsRestartedContainer: Docker gives a restarted container a
+// new ephemeral port; FollowRoutes sees the start and re-points the route,
+// so the proxy reaches the release again. A stopped container is not
+// started by a sync.
+func TestRouteFollowsRestartedContainer(t *testing.T) {
+	b := newBGEnv(t, strings.Replace(webCompose, "IMAGE", testenv.Image(t, testenv.Healthy), 1))
+	ctx := context.Background()
+	if _, err := b.eng.Deploy(ctx, b.m, "1.0.0", nil); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	project, env := b.m.File.Project, b.m.Env.Name
+	web := func() runtime.Container {
+		t.Helper()
+		cs, err := b.eng.rt.Containers(ctx, project, env)
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("containers: %v %+v", err, cs)
+		}
+		return cs[0]
+	}
+	before := b.proxy.State().Routes[0].Upstream.Addr
+	c := web()
+	dc := b.eng.rt.(*docker.Runtime).Client()
+	if err := dc.ContainerRestart(ctx, c.ID, container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	now, err := b.eng.rt.Address(ctx, c.ID, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now == before {
+		t.Fatalf("Docker gave the restarted container its old port %s; the test cannot tell a sync", now)
+	}
+	if v := b.version(); !strings.HasPrefix(v, "502") {
+		t.Fatalf("through the proxy before any sync: %q, want 502 (the route still points at %s)", v, before)
+	}
+
+	follow, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { b.eng.FollowRoutes(follow, project, env, time.Hour); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	waitUntil(t, 10*time.Second, "the route to follow the restarted container", func() bool {
+		return b.proxy.State().Routes[0].Upstream.Addr == now
+	})
+	if v := b.version(); v != "1.0.0" {
+		t.Errorf("through the proxy after the sync: %q, want 1.0.0", v)
+	}
+
+	// A restart seen through the event stream, while FollowRoutes runs.
+	if err := dc.ContainerRestart(ctx, c.ID, container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := b.eng.rt.Address(ctx, c.ID, 8080)
+	waitUntil(t, 10*time.Second, "the route to follow a second restart", func() bool {
+		return b.proxy.State().Routes[0].Upstream.Addr == again
+	})
+
+	if err := b.eng.rt.Stop(ctx, c.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	synced, err := b.eng.SyncRoutes(ctx, project, env)
+	if err != nil || len(synced) != 0 || web().Running() {
+		t.Errorf("sync with the container stopped: %v %v, running %v; want nothing done", synced, err, web().Running())
+	}
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

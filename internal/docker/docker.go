@@ -394,3 +394,46 @@ func short(id string) string {
 	}
 	return id
 }
+
+// Started tells when a container of an environment starts, until ctx
+// ends (then the channel closes). A lost event stream is followed again,
+// after a pause that grows to 30 s; a start missed meanwhile is what the
+// caller's periodic look is for.
+func (r *Runtime) Started(ctx context.Context, project, env string) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		backoff := time.Second
+		for ctx.Err() == nil {
+			subCtx, cancel := context.WithCancel(ctx)
+			msgs, errs := r.c.Events(subCtx, events.ListOptions{Filters: filters.NewArgs(
+				filters.Arg("type", string(events.ContainerEventType)),
+				filters.Arg("event", "start"),
+				filters.Arg("label", runtime.LabelProject+"="+project),
+				filters.Arg("label", runtime.LabelEnv+"="+env),
+			)})
+		follow:
+			for {
+				select {
+				case <-msgs:
+					backoff = time.Second
+					select {
+					case out <- struct{}{}:
+					default: // one pending start is enough
+					}
+				case <-errs:
+					break follow
+				case <-ctx.Done():
+					break follow
+				}
+			}
+			cancel()
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}()
+	return out
+}
