@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -41,6 +42,45 @@ func BenchmarkServeHTTP(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		clear(w.h)
 		p.ServeHTTP(w, req)
+	}
+}
+
+// BenchmarkServeHTTPCanary is BenchmarkServeHTTP on a route with a canary
+// at weight 50, sticky by a header: the pick's cost and the step's
+// statistics, beside the round trip.
+func BenchmarkServeHTTPCanary(b *testing.B) {
+	body := []byte("hello from upstream\n")
+	var addrs [2]string
+	for i := range addrs {
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write(body)
+		}))
+		defer up.Close()
+		addrs[i] = up.Listener.Addr().String()
+	}
+	p, err := New(Options{StateFile: filepath.Join(b.TempDir(), "state.json")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.Switch(b.Context(), SwitchRequest{Env: "bench", Service: "web", Path: "/", To: Upstream{Addr: addrs[0], Release: "1"}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.SetCanary(b.Context(), CanaryRequest{Env: "bench", Service: "web", To: Upstream{Addr: addrs[1], Release: "2"}, Weight: 50, Sticky: Sticky{Header: "X-User-Id"}}); err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]*http.Request, 64)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest(http.MethodGet, "http://shop.example/index.html", nil)
+		reqs[i].RemoteAddr = "127.0.0.1:40000"
+		reqs[i].Header.Set("X-User-Id", strconv.Itoa(i))
+	}
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clear(w.h)
+		p.ServeHTTP(w, reqs[i%len(reqs)])
 	}
 }
 

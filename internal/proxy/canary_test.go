@@ -544,8 +544,8 @@ func TestCanaryRoutesAndSwitch(t *testing.T) {
 		t.Errorf("at weight 100 after SetRoutes: %s", rel)
 	}
 	res := mustSwitch(t, p, "prod", "web", "", "", stable, ReasonRollback)
-	if res.Route.Canary != nil {
-		t.Errorf("a switch kept the canary: %+v", res.Route.Canary)
+	if res.Route.Canary != nil || res.Canary == nil || *res.Canary != up(canary) {
+		t.Errorf("a switch during a canary: route's canary %+v, ended canary %+v; want none, and %s ended", res.Route.Canary, res.Canary, canary.addr)
 	}
 	for range 20 {
 		if rel := releaseFor(t, hc, rp.http, nil); rel != "stable" {

@@ -409,6 +409,9 @@ type SwitchRequest struct {
 type SwitchResult struct {
 	Route    Route     `json:"route"`
 	Previous *Upstream `json:"previous,omitempty"`
+	// Canary is the canary a switch ended (drain it too); nil when the
+	// route had none.
+	Canary *Upstream `json:"canary,omitempty"`
 }
 
 // Switch sends every new request of a route to an upstream, at once: the
@@ -471,7 +474,11 @@ func (p *Proxy) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, er
 	if canary != nil {
 		p.log.Info("canary ended by a switch", "env", req.Env, "service", req.Service, "canary", canary.Upstream.Addr, "release", canary.Upstream.Release)
 	}
-	return SwitchResult{Route: p.state.Routes[i], Previous: prev}, nil
+	res := SwitchResult{Route: p.state.Routes[i], Previous: prev}
+	if canary != nil {
+		res.Canary = &canary.Upstream
+	}
+	return res, nil
 }
 
 func releaseName(r string) string {
