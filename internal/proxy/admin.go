@@ -36,88 +36,27 @@ func (p *Proxy) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/state", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.State())
 	})
-	mux.HandleFunc("PUT /v1/routes", func(w http.ResponseWriter, r *http.Request) {
-		var req SetRoutesRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
+	mux.Handle("PUT /v1/routes", call(func(_ context.Context, req SetRoutesRequest) (Status, error) {
 		if err := p.SetRoutes(req.Routes, req.Envs); err != nil {
-			writeError(w, err)
-			return
+			return Status{}, err
 		}
-		writeJSON(w, http.StatusOK, p.State())
-	})
-	mux.HandleFunc("POST /v1/switch", func(w http.ResponseWriter, r *http.Request) {
-		var req SwitchRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		res, err := p.Switch(r.Context(), req)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
-		var req DrainRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		res, err := p.Drain(r.Context(), req)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	mux.HandleFunc("PUT /v1/maintenance", func(w http.ResponseWriter, r *http.Request) {
-		var req MaintenanceRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
+		return p.State(), nil
+	}))
+	mux.Handle("POST /v1/switch", call(p.Switch))
+	mux.Handle("POST /v1/drain", call(p.Drain))
+	mux.Handle("PUT /v1/maintenance", call(func(_ context.Context, req MaintenanceRequest) (Status, error) {
 		if err := p.SetMaintenance(req.Env, req.On, req.Message); err != nil {
-			writeError(w, err)
-			return
+			return Status{}, err
 		}
-		writeJSON(w, http.StatusOK, p.State())
-	})
-	mux.HandleFunc("POST /v1/canary", func(w http.ResponseWriter, r *http.Request) {
-		var req CanaryRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		res, err := p.SetCanary(r.Context(), req)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	mux.HandleFunc("POST /v1/canary/promote", func(w http.ResponseWriter, r *http.Request) {
-		var req CanaryAction
-		if !readJSON(w, r, &req) {
-			return
-		}
-		res, err := p.PromoteCanary(r.Context(), req.Env, req.Service)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	mux.HandleFunc("POST /v1/canary/abort", func(w http.ResponseWriter, r *http.Request) {
-		var req CanaryAction
-		if !readJSON(w, r, &req) {
-			return
-		}
-		res, err := p.AbortCanary(r.Context(), req.Env, req.Service, req.Reason)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
+		return p.State(), nil
+	}))
+	mux.Handle("POST /v1/canary", call(p.SetCanary))
+	mux.Handle("POST /v1/canary/promote", call(func(ctx context.Context, req CanaryAction) (SwitchResult, error) {
+		return p.PromoteCanary(ctx, req.Env, req.Service)
+	}))
+	mux.Handle("POST /v1/canary/abort", call(func(ctx context.Context, req CanaryAction) (SwitchResult, error) {
+		return p.AbortCanary(ctx, req.Env, req.Service, req.Reason)
+	}))
 	mux.HandleFunc("GET /v1/canary", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		res, err := p.CanaryStats(q.Get("env"), q.Get("service"))
@@ -128,6 +67,23 @@ func (p *Proxy) AdminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	return mux
+}
+
+// call is an endpoint taking a JSON request and answering fn's result, or
+// its error with the status its kind says.
+func call[Req, Res any](fn func(context.Context, Req) (Res, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := fn(r.Context(), req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	}
 }
 
 // SetRoutesRequest replaces the routes of Envs (all when empty).

@@ -5,7 +5,6 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -300,6 +299,15 @@ func (st *State) canaryRoute(env, service string) (int, error) {
 	return i, nil
 }
 
+// withCanary finds a route that has a canary, to promote or abort.
+func (st *State) withCanary(env, service, verb string) (int, error) {
+	i := st.find(env, service)
+	if i < 0 || st.Routes[i].Canary == nil {
+		return -1, fmt.Errorf("%w: %s in %s has no canary to %s", ErrNotFound, service, env, verb)
+	}
+	return i, nil
+}
+
 // SetCanary sends Weight percent of a route's traffic to a canary release,
 // beside its stable one (the route's Upstream), or changes the weight, step
 // or stickiness of the canary it has. The canary must accept a connection
@@ -327,12 +335,9 @@ func (p *Proxy) SetCanary(ctx context.Context, req CanaryRequest) (Route, error)
 	if err != nil {
 		return Route{}, err
 	}
-	d := net.Dialer{Timeout: p.opts.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", req.To.Addr)
-	if err != nil {
-		return Route{}, fmt.Errorf("%w: canary %s of %s in %s at %s does not accept connections (%v); traffic stays where it is", ErrInput, releaseName(req.To.Release), req.Service, req.Env, req.To.Addr, err)
+	if err := p.dial(ctx, req.Env, req.Service, req.To, "canary "); err != nil {
+		return Route{}, err
 	}
-	conn.Close()
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -361,9 +366,9 @@ func (p *Proxy) PromoteCanary(ctx context.Context, env, service string) (SwitchR
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.state.clone()
-	i := st.find(env, service)
-	if i < 0 || st.Routes[i].Canary == nil {
-		return SwitchResult{}, fmt.Errorf("%w: %s in %s has no canary to promote", ErrNotFound, service, env)
+	i, err := st.withCanary(env, service, "promote")
+	if err != nil {
+		return SwitchResult{}, err
 	}
 	r := &st.Routes[i]
 	prev := r.Upstream
@@ -386,9 +391,9 @@ func (p *Proxy) AbortCanary(ctx context.Context, env, service, reason string) (S
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.state.clone()
-	i := st.find(env, service)
-	if i < 0 || st.Routes[i].Canary == nil {
-		return SwitchResult{}, fmt.Errorf("%w: %s in %s has no canary to abort", ErrNotFound, service, env)
+	i, err := st.withCanary(env, service, "abort")
+	if err != nil {
+		return SwitchResult{}, err
 	}
 	r := &st.Routes[i]
 	canary := r.Canary.Upstream

@@ -37,6 +37,21 @@ func loopbackUpstream(t testing.TB, release string, handler http.HandlerFunc) (u
 	return upstream{addr: srv.Listener.Addr().String(), release: release}, srv
 }
 
+// canaryProxy starts a proxy routing web in prod (shop.test/) to a stable
+// loopback upstream, beside a canary one (answering with handler when
+// given) at a weight; pc.stateFile is the state file when set.
+func canaryProxy(t testing.TB, pc proxyConf, weight int, sticky Sticky, handler http.HandlerFunc) (rp *running, stable, canary upstream, csrv *httptest.Server) {
+	t.Helper()
+	stable, _ = loopbackUpstream(t, "stable", nil)
+	canary, csrv = loopbackUpstream(t, "canary", handler)
+	rp = startProxy(t, pc)
+	mustSwitch(t, rp.p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
+	if weight >= 0 {
+		mustCanary(t, rp.p, CanaryRequest{Env: "prod", Service: "web", To: up(canary), Weight: weight, Step: 1, Sticky: sticky})
+	}
+	return rp, stable, canary, csrv
+}
+
 func mustCanary(t testing.TB, p *Proxy, req CanaryRequest) Route {
 	t.Helper()
 	r, err := p.SetCanary(context.Background(), req)
@@ -96,11 +111,7 @@ func split(t *testing.T, base string, n int) map[string]int {
 // TestCanaryWeightSplit sends 2000 requests with no stickiness at weight
 // 20: about a fifth go to the canary; weights 0 and 100 are exact.
 func TestCanaryWeightSplit(t *testing.T) {
-	stable, _ := loopbackUpstream(t, "stable", nil)
-	canary, _ := loopbackUpstream(t, "canary", nil)
-	rp := startProxy(t, proxyConf{})
-	mustSwitch(t, rp.p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
-	mustCanary(t, rp.p, CanaryRequest{Env: "prod", Service: "web", To: up(canary), Weight: 20, Step: 1})
+	rp, _, canary, _ := canaryProxy(t, proxyConf{}, 20, Sticky{}, nil)
 
 	got := split(t, rp.http, 2000)
 	// 400 expected; the binomial's standard deviation is 18: 80 is 4.5 of them.
@@ -127,10 +138,7 @@ func TestCanaryWeightSplit(t *testing.T) {
 // requests, by header and by cookie, and stays on the canary when the
 // weight rises.
 func TestCanarySticky(t *testing.T) {
-	stable, _ := loopbackUpstream(t, "stable", nil)
-	canary, _ := loopbackUpstream(t, "canary", nil)
-	rp := startProxy(t, proxyConf{})
-	mustSwitch(t, rp.p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
+	rp, _, canary, _ := canaryProxy(t, proxyConf{}, -1, Sticky{}, nil)
 	const clients = 20
 
 	// clientsOn runs every client for n requests and returns the release
@@ -261,20 +269,7 @@ func TestCanaryAbortUnderLoad(t *testing.T) {
 			user = id
 		}
 	}
-	longDone := make(chan string, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, rp.http+"/slow?d=1500ms", nil)
-		req.Host = "shop.test"
-		req.Header.Set("X-User-Id", user)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			longDone <- "error: " + err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		longDone <- fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
-	}()
+	longDone := longRequest(rp.http, "shop.test", "/slow?d=1500ms", http.Header{"X-User-Id": {user}})
 	time.Sleep(300 * time.Millisecond)
 
 	res, err := rp.p.AbortCanary(context.Background(), "prod", "web", "error ratio 0.2 over 0.05")
@@ -290,14 +285,7 @@ func TestCanaryAbortUnderLoad(t *testing.T) {
 			t.Fatalf("request %d after the abort went to %s", i, rel)
 		}
 	}
-	drained := make(chan DrainResult, 1)
-	go func() {
-		r, err := rp.p.Drain(context.Background(), DrainRequest{Env: "prod", Service: "web", Addr: green.addr})
-		if err != nil {
-			t.Error(err)
-		}
-		drained <- r
-	}()
+	drained := startDrain(t, rp.p, "prod", "web", green.addr)
 	if got := <-longDone; got != "200 green slept 1.5s" {
 		t.Errorf("the long request on the canary during the abort: %q, want 200 green slept 1.5s", got)
 	}
@@ -305,14 +293,7 @@ func TestCanaryAbortUnderLoad(t *testing.T) {
 		t.Errorf("the canary's drain cut %d requests, want 0", r.Cut)
 	}
 
-	st := load.Wait()
-	t.Logf("load: %d requests, %d failed, by release %v", st.Total, st.Failed, st.ByKey)
-	if st.Failed != 0 {
-		t.Errorf("%d of %d requests failed across the abort: %v", st.Failed, st.Total, st.Errors)
-	}
-	if st.ByKey["blue"] == 0 || st.ByKey["green"] == 0 {
-		t.Errorf("requests by release %v: want both", st.ByKey)
-	}
+	noFailures(t, load, "abort", "blue", "green")
 	if n := testutil.ToFloat64(rp.p.m.aborts.WithLabelValues("prod", "web")); n != 1 {
 		t.Errorf("gantry_proxy_aborts_total = %v, want 1", n)
 	}
@@ -330,14 +311,10 @@ func TestCanaryAbortUnderLoad(t *testing.T) {
 // TestCanaryStats counts a failing, slow canary's 5xx and latency, and the
 // proxy's own 502 when it stops; a new step starts from zero.
 func TestCanaryStats(t *testing.T) {
-	stable, _ := loopbackUpstream(t, "stable", nil)
-	canary, csrv := loopbackUpstream(t, "canary", func(w http.ResponseWriter, r *http.Request) {
+	rp, stable, canary, csrv := canaryProxy(t, proxyConf{}, 50, Sticky{}, func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(30 * time.Millisecond)
 		http.Error(w, "broken", http.StatusInternalServerError)
 	})
-	rp := startProxy(t, proxyConf{})
-	mustSwitch(t, rp.p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
-	mustCanary(t, rp.p, CanaryRequest{Env: "prod", Service: "web", To: up(canary), Weight: 50, Step: 1})
 
 	send := func(n int) (codes map[int]int) {
 		codes = map[int]int{}
@@ -412,11 +389,8 @@ func TestCanaryStats(t *testing.T) {
 // TestCanaryRestart restarts a proxy with a canary in its state: it serves
 // the same split, client by client.
 func TestCanaryRestart(t *testing.T) {
-	stable, _ := loopbackUpstream(t, "stable", nil)
-	canary, _ := loopbackUpstream(t, "canary", nil)
 	state := t.TempDir() + "/state.json"
-	rp := startProxy(t, proxyConf{stateFile: state})
-	mustSwitch(t, rp.p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
+	rp, _, canary, _ := canaryProxy(t, proxyConf{stateFile: state}, -1, Sticky{}, nil)
 	mustCanary(t, rp.p, CanaryRequest{Env: "prod", Service: "web", To: up(canary), Weight: 30, Step: 2, Sticky: Sticky{Header: "X-User-Id"}})
 	before := rp.p.State().State
 	hc := &http.Client{Timeout: 10 * time.Second}
@@ -453,14 +427,10 @@ func TestCanaryRestart(t *testing.T) {
 // TestCanaryBadInput: each bad request is refused with a clear error and
 // changes neither the state nor the state file.
 func TestCanaryBadInput(t *testing.T) {
-	stable, _ := loopbackUpstream(t, "stable", nil)
-	canary, _ := loopbackUpstream(t, "canary", nil)
 	state := t.TempDir() + "/state.json"
-	rp := startProxy(t, proxyConf{stateFile: state})
+	rp, stable, canary, _ := canaryProxy(t, proxyConf{stateFile: state}, 10, Sticky{}, nil)
 	p := rp.p
 	ctx := context.Background()
-	mustSwitch(t, p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
-	mustCanary(t, p, CanaryRequest{Env: "prod", Service: "web", To: up(canary), Weight: 10, Step: 1})
 	if err := p.SetRoutes([]Route{{Env: "staging", Service: "web", Host: "staging.test", Path: "/"}}, []string{"staging"}); err != nil {
 		t.Fatal(err)
 	}
@@ -527,12 +497,8 @@ func TestCanaryBadInput(t *testing.T) {
 // TestCanaryRoutesAndSwitch: SetRoutes keeps a staying route's canary; a
 // switch ends it, all the traffic on the one release switched to.
 func TestCanaryRoutesAndSwitch(t *testing.T) {
-	stable, _ := loopbackUpstream(t, "stable", nil)
-	canary, _ := loopbackUpstream(t, "canary", nil)
-	rp := startProxy(t, proxyConf{})
+	rp, stable, canary, _ := canaryProxy(t, proxyConf{}, 100, Sticky{}, nil)
 	p := rp.p
-	mustSwitch(t, p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
-	mustCanary(t, p, CanaryRequest{Env: "prod", Service: "web", To: up(canary), Weight: 100, Step: 1})
 	if err := p.SetRoutes([]Route{{Env: "prod", Service: "web", Host: "shop.test", Path: "/"}, {Env: "prod", Service: "api", Host: "shop.test", Path: "/api"}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -638,11 +604,7 @@ func TestCanaryAdminAPI(t *testing.T) {
 // TestCanaryMetricsLint: the proxy's metrics, canary ones included, pass
 // promlint.
 func TestCanaryMetricsLint(t *testing.T) {
-	stable, _ := loopbackUpstream(t, "stable", nil)
-	canary, _ := loopbackUpstream(t, "canary", nil)
-	rp := startProxy(t, proxyConf{})
-	mustSwitch(t, rp.p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
-	mustCanary(t, rp.p, CanaryRequest{Env: "prod", Service: "web", To: up(canary), Weight: 50, Step: 1})
+	rp, _, _, _ := canaryProxy(t, proxyConf{}, 50, Sticky{}, nil)
 	split(t, rp.http, 20)
 	if _, err := rp.p.AbortCanary(context.Background(), "prod", "web", "test"); err != nil {
 		t.Fatal(err)

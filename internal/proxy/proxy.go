@@ -432,12 +432,9 @@ func (p *Proxy) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, er
 	default:
 		return SwitchResult{}, fmt.Errorf("%w: %q is not a switch reason; use deploy, rollback, abort or manual", ErrInput, req.Reason)
 	}
-	d := net.Dialer{Timeout: p.opts.DialTimeout}
-	c, err := d.DialContext(ctx, "tcp", req.To.Addr)
-	if err != nil {
-		return SwitchResult{}, fmt.Errorf("%w: %s of %s in %s at %s does not accept connections (%v); traffic stays where it is", ErrInput, releaseName(req.To.Release), req.Service, req.Env, req.To.Addr, err)
+	if err := p.dial(ctx, req.Env, req.Service, req.To, ""); err != nil {
+		return SwitchResult{}, err
 	}
-	c.Close()
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -479,6 +476,19 @@ func (p *Proxy) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, er
 		res.Canary = &canary.Upstream
 	}
 	return res, nil
+}
+
+// dial connects to an upstream before traffic moves to it: traffic never
+// moves to a release that is not listening. what names it in the error
+// ("canary ").
+func (p *Proxy) dial(ctx context.Context, env, service string, u Upstream, what string) error {
+	d := net.Dialer{Timeout: p.opts.DialTimeout}
+	c, err := d.DialContext(ctx, "tcp", u.Addr)
+	if err != nil {
+		return fmt.Errorf("%w: %s%s of %s in %s at %s does not accept connections (%v); traffic stays where it is", ErrInput, what, releaseName(u.Release), service, env, u.Addr, err)
+	}
+	c.Close()
+	return nil
 }
 
 func releaseName(r string) string {

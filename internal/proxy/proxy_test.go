@@ -327,19 +327,7 @@ func TestSwitchUnderLoad(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 
 	// A long request and a WebSocket, both on blue.
-	longDone := make(chan string, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, rp.http+"/slow?d=2s", nil)
-		req.Host = "shop.test"
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			longDone <- "error: " + err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		longDone <- fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
-	}()
+	longDone := longRequest(rp.http, "shop.test", "/slow?d=2s", nil)
 	ws := dialWS(t, rp.http, "shop.test")
 	defer ws.Close()
 	if got := wsEcho(t, ws, "before"); got != "blue: before" {
@@ -352,14 +340,7 @@ func TestSwitchUnderLoad(t *testing.T) {
 	if res.Previous == nil || res.Previous.Release != "blue" {
 		t.Errorf("previous = %+v, want blue", res.Previous)
 	}
-	drained := make(chan DrainResult, 1)
-	go func() {
-		r, err := rp.p.Drain(context.Background(), DrainRequest{Env: "prod", Service: "web", Addr: blue.addr})
-		if err != nil {
-			t.Error(err)
-		}
-		drained <- r
-	}()
+	drained := startDrain(t, rp.p, "prod", "web", blue.addr)
 
 	// New requests go to green at once; the WebSocket stays on blue.
 	if _, body := get(t, http.DefaultClient, rp.http, "shop.test", "/"); decodeEcho(t, body).Release != "green" {
@@ -386,14 +367,7 @@ func TestSwitchUnderLoad(t *testing.T) {
 		t.Errorf("drain cut %d, want 1 (the WebSocket)", r.Cut)
 	}
 
-	st := load.Wait()
-	t.Logf("load: %d requests, %d failed, by release %v", st.Total, st.Failed, st.ByKey)
-	if st.Failed != 0 {
-		t.Errorf("%d of %d requests failed across the switch: %v", st.Failed, st.Total, st.Errors)
-	}
-	if st.ByKey["blue"] == 0 || st.ByKey["green"] == 0 {
-		t.Errorf("requests by release %v: want both blue and green", st.ByKey)
-	}
+	noFailures(t, load, "switch", "blue", "green")
 	if n := testutil.ToFloat64(rp.p.m.drainCut.WithLabelValues("prod", "web")); n != 1 {
 		t.Errorf("gantry_proxy_drain_cut_total = %v, want 1", n)
 	}
@@ -546,6 +520,57 @@ func wsEcho(t testing.TB, ws *websocket.Conn, msg string) string {
 		t.Fatalf("WebSocket receive: %v", err)
 	}
 	return got
+}
+
+// longRequest sends a GET through the proxy in the background and
+// delivers "STATUS BODY" (or the error) when it ends.
+func longRequest(base, host, path string, header http.Header) <-chan string {
+	done := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Host = host
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- "error: " + err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}()
+	return done
+}
+
+// startDrain drains an upstream in the background.
+func startDrain(t testing.TB, p *Proxy, env, service, addr string) <-chan DrainResult {
+	drained := make(chan DrainResult, 1)
+	go func() {
+		r, err := p.Drain(context.Background(), DrainRequest{Env: env, Service: service, Addr: addr})
+		if err != nil {
+			t.Error(err)
+		}
+		drained <- r
+	}()
+	return drained
+}
+
+// noFailures waits for a load across a change and wants every request
+// answered by the application, some by each of the releases.
+func noFailures(t testing.TB, load *testenv.Load, change string, releases ...string) {
+	t.Helper()
+	st := load.Wait()
+	t.Logf("load: %d requests, %d failed, by release %v", st.Total, st.Failed, st.ByKey)
+	if st.Failed != 0 {
+		t.Errorf("%d of %d requests failed across the %s: %v", st.Failed, st.Total, change, st.Errors)
+	}
+	for _, r := range releases {
+		if st.ByKey[r] == 0 {
+			t.Errorf("requests by release %v: want some on %s", st.ByKey, r)
+		}
+	}
 }
 
 // releaseOf is the load's check: a 200 from the test application, counted
