@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"golang.org/x/net/websocket"
 
 	"github.com/gantryhq/gantry/internal/testenv"
 )
@@ -272,18 +273,59 @@ func TestCanaryAbortUnderLoad(t *testing.T) {
 	longDone := longRequest(rp.http, "shop.test", "/slow?d=1500ms", http.Header{"X-User-Id": {user}})
 	time.Sleep(300 * time.Millisecond)
 
+	// Watchers send requests back to back across the abort, each noting
+	// when it started: none that started after the abort returned may
+	// reach the canary.
+	type seen struct {
+		start time.Time
+		rel   string
+	}
+	var (
+		seenMu  sync.Mutex
+		watched []seen
+		abortAt time.Time
+		wg      sync.WaitGroup
+	)
+	watchUntil := time.Now().Add(time.Second)
+	for w := range 4 {
+		wg.Go(func() {
+			hc := &http.Client{Timeout: 10 * time.Second}
+			for i := 0; time.Now().Before(watchUntil) && i < 2000; i++ {
+				start := time.Now()
+				rel := releaseFor(t, hc, rp.http, http.Header{"X-User-Id": {fmt.Sprint("watcher-", w, "-", i)}})
+				seenMu.Lock()
+				watched = append(watched, seen{start, rel})
+				seenMu.Unlock()
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+
 	res, err := rp.p.AbortCanary(context.Background(), "prod", "web", "error ratio 0.2 over 0.05")
 	if err != nil {
 		t.Fatal(err)
 	}
+	seenMu.Lock()
+	abortAt = time.Now()
+	seenMu.Unlock()
 	if res.Previous == nil || res.Previous.Addr != green.addr || res.Route.Canary != nil || res.Route.Upstream.Addr != blue.addr {
 		t.Errorf("abort result: %+v, previous %+v; want the canary green as previous, blue active", res.Route, res.Previous)
 	}
-	hc := &http.Client{Timeout: 10 * time.Second}
-	for i := range 50 {
-		if rel := releaseFor(t, hc, rp.http, http.Header{"X-User-Id": {fmt.Sprint("user-", i)}}); rel != "blue" {
-			t.Fatalf("request %d after the abort went to %s", i, rel)
+	wg.Wait()
+	var before, after, late int
+	for _, s := range watched {
+		switch {
+		case !s.start.After(abortAt):
+			before++
+		case s.rel != "blue":
+			late++
+		default:
+			after++
 		}
+	}
+	t.Logf("watchers: %d requests before the abort, %d after it", before, after+late)
+	if late > 0 || after == 0 || before == 0 {
+		t.Errorf("%d of %d requests started after the abort went to the canary; want none (and some on each side of it: %d before)", late, after+late, before)
 	}
 	drained := startDrain(t, rp.p, "prod", "web", green.addr)
 	if got := <-longDone; got != "200 green slept 1.5s" {
@@ -305,6 +347,37 @@ func TestCanaryAbortUnderLoad(t *testing.T) {
 	}
 	if _, err := rp.p.CanaryStats("prod", "web"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("stats after the abort: %v, want not found", err)
+	}
+}
+
+// TestCanaryWebSocket: a WebSocket to the canary counts in its statistics
+// when it ends.
+func TestCanaryWebSocket(t *testing.T) {
+	ws := websocket.Handler(func(c *websocket.Conn) {
+		var msg string
+		for websocket.Message.Receive(c, &msg) == nil {
+			websocket.Message.Send(c, "canary: "+msg)
+		}
+	})
+	rp, _, _, _ := canaryProxy(t, proxyConf{}, 100, Sticky{Cookie: "gantry-canary"}, ws.ServeHTTP)
+	conn := dialWS(t, rp.http, "shop.test")
+	if got := wsEcho(t, conn, "hi"); got != "canary: hi" {
+		t.Errorf("WebSocket at weight 100: %q", got)
+	}
+	if s, _ := rp.p.CanaryStats("prod", "web"); s.Canary.Requests != 0 {
+		t.Errorf("an open WebSocket counted already: %+v", s.Canary)
+	}
+	conn.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s, _ := rp.p.CanaryStats("prod", "web")
+		if s.Canary.Requests == 1 && s.Canary.Errors == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a WebSocket that ended: canary stats %+v, want 1 request", s.Canary)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
