@@ -54,7 +54,7 @@ func (e *Engine) planRoute(m *config.Model, s *runtime.Service) error {
 	case m.FixedHostPort(s.Name):
 		return inputError("service %s has a route and also publishes a fixed host port, so its old and new containers cannot run side by side; remove the fixed port from the compose file (the proxy reaches the service on a loopback port gantry chooses)", s.Name)
 	}
-	s.Route = &runtime.Route{Host: r.Host, Path: r.Path, Port: r.Port}
+	s.Route = &runtime.Route{Host: r.Host, Path: r.Path, Port: r.Port, Canary: r.Canary}
 	s.StopFirst = false
 	s.Config.Ports = append(s.Config.Ports, types.ServicePortConfig{
 		Target: uint32(r.Port), HostIP: "127.0.0.1", Protocol: "tcp", Mode: "ingress",
@@ -104,23 +104,33 @@ func (e *Engine) switchTo(ctx context.Context, d *store.Deployment, plan *runtim
 	}
 	e.report.Service(svc.Name, "switched", "traffic to "+addr)
 	if prev := res.Previous; prev != nil && prev.Addr != addr {
-		if err := e.step(ctx, d.ID, svc.Name, "drain", prev.Addr); err != nil {
+		if err := e.drainOld(ctx, d, plan, svc.Name, prev.Addr); err != nil {
 			return nil, err
-		}
-		e.report.Service(svc.Name, "draining", prev.Addr)
-		dr, err := e.proxyClient().Drain(ctx, proxy.DrainRequest{Env: plan.Env, Service: svc.Name, Addr: prev.Addr})
-		switch {
-		case err != nil:
-			// Traffic has moved; a drain that could not be followed
-			// leaves the old container running until prune stops it.
-			e.log.Warn("drain not followed", "service", svc.Name, "upstream", prev.Addr, "err", err)
-		case dr.Cut > 0:
-			e.report.Service(svc.Name, "drained", fmt.Sprintf("%d requests cut at the drain timeout", dr.Cut))
-		default:
-			e.report.Service(svc.Name, "drained", "")
 		}
 	}
 	return nil, nil
+}
+
+// drainOld records and follows the drain of addr, a release that traffic
+// moved away from; the container stays (for a switch back, or until the
+// failed release's is removed). Only recording the step can fail it.
+func (e *Engine) drainOld(ctx context.Context, d *store.Deployment, plan *runtime.Plan, service, addr string) error {
+	if err := e.step(ctx, d.ID, service, "drain", addr); err != nil {
+		return err
+	}
+	e.report.Service(service, "draining", addr)
+	dr, err := e.proxyClient().Drain(ctx, proxy.DrainRequest{Env: plan.Env, Service: service, Addr: addr})
+	switch {
+	case err != nil:
+		// Traffic has moved; a drain that could not be followed
+		// leaves the old container running until prune stops it.
+		e.log.Warn("drain not followed", "service", service, "upstream", addr, "err", err)
+	case dr.Cut > 0:
+		e.report.Service(service, "drained", fmt.Sprintf("%d requests cut at the drain timeout", dr.Cut))
+	default:
+		e.report.Service(service, "drained", "")
+	}
+	return nil
 }
 
 // switchBack returns every routed service of plan whose route the failed

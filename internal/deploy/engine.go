@@ -208,11 +208,17 @@ type Failure struct {
 	Check   string `json:"check"`
 	Reason  string `json:"reason"`
 	Logs    string `json:"logs,omitempty"`
+	// Canary, for a canary that was aborted, is the step, the thresholds
+	// and both releases' figures.
+	Canary *CanaryReport `json:"canary,omitempty"`
 }
 
 func (f *Failure) String() string {
 	if f.Check == checkAnalysis {
 		return "analysis failed: " + f.Reason
+	}
+	if f.Check == checkCanary {
+		return fmt.Sprintf("the canary of %s failed: %s", f.Service, f.Reason)
 	}
 	if f.Service == "" {
 		return fmt.Sprintf("%s failed: %s", f.Check, f.Reason)
@@ -588,9 +594,11 @@ func (e *Engine) applyService(ctx context.Context, d *store.Deployment, plan *ru
 	}
 	e.report.Service(svc.Name, "healthy", v.Reason)
 	if svc.Route != nil && !svc.Job {
-		// Blue/green: the old containers keep running (bluegreen.go).
+		// Blue/green or canary: the old containers keep running
+		// (bluegreen.go, canary.go).
 		a.switched = true
-		f, err := e.switchTo(ctx, d, plan, svc, c)
+		strategy, f, err := e.routeNew(ctx, d, plan, svc, c)
+		sr.Strategy = strategy
 		return a, sr, f, err
 	}
 	if !svc.StopFirst {

@@ -81,6 +81,9 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 		// (converge), never removed and made again.
 		cs = nil
 	}
+	// A canary left on a route goes first, while its container still
+	// answers: all traffic to the stable release.
+	e.recoverCanaries(ctx, unfinished)
 	var ids []int64
 	for _, u := range unfinished {
 		where := string(u.State)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/gantryhq/gantry/internal/config"
 )
 
 // Labels on every object gantry creates, so that gantry (and a cleanup) can
@@ -86,6 +88,8 @@ type Route struct {
 	Host string `json:"host,omitempty"`
 	Path string `json:"path"`
 	Port int    `json:"port"`
+	// Canary, when set, steps a new release in (deploy/canary.go).
+	Canary *config.Canary `json:"canary,omitempty"`
 }
 
 // SecretMount is a secret file mounted read-only into a container. The

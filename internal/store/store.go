@@ -111,7 +111,7 @@ CREATE TABLE IF NOT EXISTS locks (
 
 // schemas are applied in order when the store opens; each is idempotent
 // (CREATE ... IF NOT EXISTS), so opening is also migrating.
-var schemas = []string{schema, auditSchema, tokenSchema, approvalSchema, gateSchema, alertSchema}
+var schemas = []string{schema, auditSchema, tokenSchema, approvalSchema, gateSchema, alertSchema, canarySchema}
 
 // Open opens (creating when needed) the store in dir.
 func Open(dir string) (*Store, error) {

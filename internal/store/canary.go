@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+)
+
+// What a person asks of a canary waiting in a deployment.
+const (
+	// CanaryStep advances a canary waiting at a manual step.
+	CanaryStep = "step"
+	// CanaryAbort sends all traffic back to the stable release and fails
+	// the deployment.
+	CanaryAbort = "abort"
+)
+
+// canarySchema holds what `gantry promote --step|--abort` asks of a canary
+// that another gantry process runs: that process polls for a signal of its
+// deployment and marks it taken when it acts on it.
+const canarySchema = `
+CREATE TABLE IF NOT EXISTS canary_signals (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	deployment_id INTEGER NOT NULL,
+	service       TEXT NOT NULL,
+	step          INTEGER NOT NULL,
+	action        TEXT NOT NULL,
+	actor         TEXT NOT NULL DEFAULT '',
+	at            TEXT NOT NULL,
+	taken_at      TEXT
+);
+CREATE INDEX IF NOT EXISTS canary_signals_deployment ON canary_signals(deployment_id, id);
+`
+
+// CanarySignal is one request to a running canary: advance its step, or
+// abort it.
+type CanarySignal struct {
+	ID           int64  `json:"id"`
+	DeploymentID int64  `json:"deployment"`
+	Service      string `json:"service"`
+	// Step is the step the signal was given at; a step signal for an
+	// earlier step than the one waiting is stale and ignored.
+	Step   int    `json:"step"`
+	Action string `json:"action"`
+	Actor  string `json:"actor,omitempty"`
+	At     string `json:"at"`
+}
+
+// SignalCanary records a signal for deployment sig.DeploymentID.
+func (s *Store) SignalCanary(ctx context.Context, sig *CanarySignal) error {
+	sig.At = now()
+	res, err := s.db.ExecContext(ctx, `INSERT INTO canary_signals (deployment_id, service, step, action, actor, at) VALUES (?,?,?,?,?,?)`,
+		sig.DeploymentID, sig.Service, sig.Step, sig.Action, sig.Actor, sig.At)
+	if err != nil {
+		return err
+	}
+	sig.ID, err = res.LastInsertId()
+	return err
+}
+
+// TakeCanarySignal returns the oldest signal of a deployment's service
+// not taken yet, and marks it taken; nil when there is none.
+func (s *Store) TakeCanarySignal(ctx context.Context, deployment int64, service string) (*CanarySignal, error) {
+	var sig *CanarySignal
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		c := CanarySignal{DeploymentID: deployment, Service: service}
+		err := tx.QueryRowContext(ctx, `SELECT id, step, action, actor, at FROM canary_signals
+			WHERE deployment_id=? AND service=? AND taken_at IS NULL ORDER BY id LIMIT 1`, deployment, service).
+			Scan(&c.ID, &c.Step, &c.Action, &c.Actor, &c.At)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE canary_signals SET taken_at=? WHERE id=?`, now(), c.ID); err != nil {
+			return err
+		}
+		sig = &c
+		return nil
+	})
+	return sig, err
+}
+
+// CanarySignalTaken says whether the process running the canary has
+// taken signal id.
+func (s *Store) CanarySignalTaken(ctx context.Context, id int64) (bool, error) {
+	var taken sql.NullString
+	if err := s.db.QueryRowContext(ctx, `SELECT taken_at FROM canary_signals WHERE id=?`, id).Scan(&taken); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, ErrNotFound
+		}
+		return false, err
+	}
+	return taken.Valid, nil
+}
