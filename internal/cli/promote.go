@@ -89,10 +89,22 @@ func (g *globals) openPromoter() (*promoteSession, error) {
 func newPromoteCmd(g *globals) *cobra.Command {
 	var release string
 	var gf gateFlags
+	var step, abort bool
 	cmd := &cobra.Command{
-		Use:   "promote FROM TO",
-		Short: "Take a release that succeeded in FROM to TO, by its exact image digests",
+		Use:   "promote FROM TO | promote --step ENV | promote --abort ENV",
+		Short: "Take a release that succeeded in FROM to TO, by its exact image digests; or advance or abort a canary",
 		Long: `Promote a release from environment FROM to environment TO.
+
+With --step ENV, advance the canary running in ENV past its current step, a
+step without pause in the route's canary: block (it waits for this); with
+--abort ENV, abort the canary at whatever step it is: all traffic goes back
+to the stable release at once, the canary's container is removed and the
+deployment is rolled back, recorded as aborted by you. Either works from
+any shell on the machine where gantry deploy runs the canary (it reads the
+signal from the state directory within half a second); gantry server does
+not take them through its API yet: run them on the server's host with its
+--state-dir. Exit code 2 when no canary runs in ENV, or --step at a step
+with a pause. See docs/canary.md.
 
 Only a release whose newest deployment in FROM succeeded can be promoted (and,
 when gantry release recorded it, one in state released); TO's requires: list
@@ -119,14 +131,32 @@ pinned by digest), 3/4
 the deployment to an unprotected TO failed, 5 busy, 6 Docker unreachable.`,
 		Example: `  gantry promote staging production                  # the release serving in staging
   gantry promote staging production --release 1.4.0
-  GANTRY_ACTOR=alice gantry promote staging production --output json | jq .id`,
+  GANTRY_ACTOR=alice gantry promote staging production --output json | jq .id
+  gantry promote --step production                   # the canary waiting at a manual step goes on
+  gantry promote --abort production --output json    # all traffic back to the stable release`,
 		Args: func(cmd *cobra.Command, args []string) error {
+			if step || abort {
+				switch {
+				case step && abort:
+					return fmt.Errorf("%w: --step and --abort exclude each other: advance the canary or abort it", errUsage)
+				case len(args) != 1:
+					return fmt.Errorf("%w: --step and --abort take one environment, the one the canary runs in, for example `gantry promote --step production`", errUsage)
+				}
+				return nil
+			}
 			if len(args) != 2 {
 				return fmt.Errorf("%w: promote needs two environments, FROM and TO, for example `gantry promote staging production`", errUsage)
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if step || abort {
+				action := store.CanaryStep
+				if abort {
+					action = store.CanaryAbort
+				}
+				return signalCanary(cmd, g, args[0], action)
+			}
 			override, err := gf.get()
 			if err != nil {
 				return err
@@ -171,6 +201,8 @@ the deployment to an unprotected TO failed, 5 busy, 6 Docker unreachable.`,
 		},
 	}
 	cmd.Flags().StringVar(&release, "release", "", "release to promote (default: the one serving in FROM)")
+	cmd.Flags().BoolVar(&step, "step", false, "advance the canary waiting at a manual step in ENV")
+	cmd.Flags().BoolVar(&abort, "abort", false, "abort the canary running in ENV: all traffic back to the stable release")
 	gf.bind(cmd)
 	return cmd
 }
@@ -437,4 +469,43 @@ func waitingText(p *promote.Promotion) string {
 		return "approved, starting"
 	}
 	return p.WaitingFor
+}
+
+// signalCanary asks the canary running in env to advance (--step) or abort
+// (--abort), and says whether the deploying gantry took the request.
+func signalCanary(cmd *cobra.Command, g *globals, env, action string) error {
+	if c, err := g.remote(); c != nil || err != nil {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: gantry promote --step/--abort is not served by gantry server yet; run it on the server's host with the server's --state-dir (the deploying gantry reads the signal from there)", errUsage)
+	}
+	f, err := g.loadFile()
+	if err != nil {
+		return err
+	}
+	if _, err := f.Env(env); err != nil {
+		return err
+	}
+	st, err := store.Open(g.stateDirFor(f))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	sig, err := deploy.SignalCanary(cmd.Context(), st, f.Project, env, action, actingAs().Name, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return g.printJSON(sig)
+	}
+	what := fmt.Sprintf("the canary of %s (release %s, deployment %d) goes on past %d%% (step %d/%d)", sig.Service, sig.Release, sig.Deployment, sig.Weight, sig.Step, sig.Steps)
+	if action == store.CanaryAbort {
+		what = fmt.Sprintf("the canary of %s (release %s, deployment %d) is aborted at %d%% (step %d/%d): all traffic goes back to the stable release", sig.Service, sig.Release, sig.Deployment, sig.Weight, sig.Step, sig.Steps)
+	}
+	fmt.Fprintf(g.stdout, "%s: %s\n", env, what)
+	if !sig.Taken {
+		fmt.Fprintf(g.stdout, "  recorded, but the deploying gantry (pid %d) has not taken it yet; it does within half a second while it runs (gantry status %s)\n", sig.PID, env)
+	}
+	return nil
 }

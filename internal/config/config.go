@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -358,6 +359,26 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // MarshalJSON writes the duration as a string such as "5m0s".
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes ("5m0s"), or nanoseconds:
+// plans stored with a duration in them decode again.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("%s is not a duration", b)
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration", s)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // MarshalYAML writes the duration as a string.

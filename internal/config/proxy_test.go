@@ -1,6 +1,8 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -88,5 +90,23 @@ func TestCanaryDefaults(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s = %+v, want %+v", tc.name, tc.got, tc.want)
 		}
+	}
+}
+
+// TestCanaryJSONRoundTrip: a canary block goes into a stored plan as JSON
+// and comes back the same (durations included).
+func TestCanaryJSONRoundTrip(t *testing.T) {
+	in := Canary{Steps: []CanaryStep{{Weight: 10, Pause: Duration(2 * time.Minute)}, {Weight: 50}},
+		Sticky: Sticky{Cookie: "c"}, Abort: CanaryAbort{MaxErrorRatio: 0.05, MaxP99: Duration(800 * time.Millisecond), MinRequests: 20, Interval: Duration(time.Second)}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Canary
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if fmt.Sprint(out) != fmt.Sprint(in) {
+		t.Errorf("round trip: %+v, want %+v (%s)", out, in, b)
 	}
 }

@@ -66,9 +66,9 @@ const signalPoll = 500 * time.Millisecond
 // releases' figures over the step: what `gantry history` and --output json
 // show of a canary's failure.
 type CanaryReport struct {
-	Step    int `json:"step"`
-	Steps   int `json:"steps"`
-	Weight  int `json:"weight"`
+	Step   int `json:"step"`
+	Steps  int `json:"steps"`
+	Weight int `json:"weight"`
 	// Verdict is error_ratio, latency, inconclusive, manual_abort,
 	// interrupted or proxy.
 	Verdict string `json:"verdict"`
