@@ -411,7 +411,12 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 	if err != nil {
 		stop()
 		b.pool.discard(c)
-		clear(h)
+		if !errors.Is(err, errNothingRead) {
+			// A head read in part. When nothing was read, h holds only
+			// what the proxy set (a canary's sticky cookie), which a
+			// retry must keep.
+			clear(h)
+		}
 		if bw != nil && bw.tooLarge.Load() {
 			return 0, false, errBodyTooLarge
 		}

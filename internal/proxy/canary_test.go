@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -246,6 +248,57 @@ func TestCanarySticky(t *testing.T) {
 		}
 		check(t, cs)
 	})
+}
+
+// TestCanaryCookieOnRetry: the sticky cookie set on a request survives
+// the retry of that request on a new connection, when the upstream had
+// closed the kept-alive one as the request went out.
+func TestCanaryCookieOnRetry(t *testing.T) {
+	stable, _ := loopbackUpstream(t, "stable", nil)
+	// The canary answers the first request of each connection, keeping
+	// it alive, and closes it when a second arrives.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"release\":\"canary\"}")
+				http.ReadRequest(br) // then closes without an answer
+			}()
+		}
+	}()
+	rp := startProxy(t, proxyConf{})
+	mustSwitch(t, rp.p, "prod", "web", "shop.test", "/", stable, ReasonDeploy)
+	mustCanary(t, rp.p, CanaryRequest{Env: "prod", Service: "web", To: Upstream{Addr: ln.Addr().String(), Release: "canary"}, Weight: 100, Sticky: Sticky{Cookie: "gantry-canary"}})
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for i := range 3 {
+		req, _ := http.NewRequest(http.MethodGet, rp.http+"/", nil)
+		req.Host = "shop.test"
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if rel, err := releaseOf(resp, b); err != nil || rel != "canary" {
+			t.Fatalf("request %d: %s, %v", i, rel, err)
+		}
+		if sc := resp.Header.Values("Set-Cookie"); len(sc) != 1 || !strings.HasPrefix(sc[0], "gantry-canary=") {
+			t.Errorf("request %d (the first on a fresh connection, the others retried): Set-Cookie %q", i, sc)
+		}
+	}
 }
 
 // TestCanaryAbortUnderLoad aborts a canary at weight 50 while a load
