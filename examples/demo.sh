@@ -16,11 +16,15 @@
 #   8. start `gantry proxy` on 127.0.0.1:18085 in front of a routed web
 #      service, deploy 1.0.0, then 1.1.0 blue/green under a bounded curl
 #      load: zero failed requests, old then new version answering
-#   9. start `gantry server` (self-signed TLS) on 127.0.0.1:18443, make tokens
+#   9. give that route a canary block and deploy 1.2.0, a release answering
+#      500 to every other request, as a canary under a bounded curl load: its
+#      error ratio aborts it at the first step, all traffic back to 1.1.0,
+#      zero requests failed by the switch; print the recorded reason
+#  10. start `gantry server` (self-signed TLS) on 127.0.0.1:18443, make tokens
 #      for alice (editor) and bob (admin); alice promotes 0.1.0 to a protected
 #      production, it waits, bob approves, production runs it on :18081
-#  10. show `gantry releases`, `gantry status` and `gantry history`
-#  11. print a summary
+#  11. show `gantry releases`, `gantry status` and `gantry history`
+#  12. print a summary
 #
 # Run it from anywhere; GANTRY is the gantry binary (default ./bin/gantry,
 # relative to the current directory). `examples/demo.sh --clean` only removes
@@ -48,7 +52,7 @@ esac
 # ---------------------------------------------------------------- helpers
 
 step=0
-steps_total=11
+steps_total=12
 declare -a summary=()
 
 bold='' red='' off=''
@@ -404,7 +408,6 @@ sleep 1 # a second of the new release under the same load
 touch "$load_stop"
 wait "$load_pid" || true
 load_pid=
-stop_proxy
 bg_total="$(wc -l <"$load_out")"
 bg_failed="$(grep -cv '^2' "$load_out" || true)"
 bg_runs="$(awk '{print $2}' "$load_out" | uniq -c | awk '{printf "%s%s x%d", (NR > 1 ? ", then " : ""), $2, $1}')"
@@ -414,6 +417,73 @@ printf '    %d requests, %d failed; answered by: %s\n' "$bg_total" "$bg_failed" 
 	fail "the versions answered were $bg_runs; want some 1.0.0, then only 1.1.0"
 done_step "1.0.0 -> 1.1.0 blue/green: $bg_total requests, $bg_failed failed"
 # ========================================= end of blue/green (issue 5)
+
+# ==================================================== canary (issue 5)
+# The same proxy and project: web's route gets a canary block, and 1.2.0,
+# a release that passes its health gate but answers 500 to every other
+# request (APP_ERROR_RATE), goes in as a canary under a bounded curl load.
+# Its error ratio aborts it at the first step: all traffic back to 1.1.0,
+# no request failed by the switch (a connection error, or a 502/503 the
+# proxy answers itself); the 500s are the bad release's own.
+section "Canary of a bad release 1.1.0 -> 1.2.0, aborted by its error rate"
+cat >>gantry.yaml <<'YAML'
+        canary:                    # added for this step
+          steps: [{ weight: 50, pause: 10s }, { weight: 100, pause: 5s }]
+          abort: { max_error_ratio: 0.1, min_requests: 10, interval: 250ms }
+YAML
+sed -i 's/^      web: { port: 8080 }          # blue\/green behind the proxy$/      web:\n        port: 8080/' gantry.yaml
+grep -q '^        port: 8080$' gantry.yaml || fail "could not add the canary block to $bg_dir/gantry.yaml"
+cat >>compose.yaml <<'YAML'
+    environment:
+      APP_ERROR_RATE: "0.5"     # 1.2.0 answers 500 to every other request
+YAML
+sed 's/^/    /' gantry.yaml | sed -n '/routes:/,$p'
+# canary_load OUT STOP: like load, one line "CODE PROXY-HEADER" per request
+# (the proxy names its own answers in X-Gantry-Proxy), at most 600
+# requests and 20 s.
+canary_load() {
+	local end=$((SECONDS + 20)) n=0 out
+	while [ "$n" -lt 600 ] && [ "$SECONDS" -lt "$end" ] && [ ! -e "$2" ]; do
+		out="$(curl -s -o /dev/null --max-time 2 -w '%{http_code} %header{x-gantry-proxy}' "$bg_url/version" 2>/dev/null)" || true
+		printf '%s\n' "${out:-000}" >>"$1"
+		n=$((n + 1))
+	done
+}
+rm -f "$load_out" "$load_stop"
+: >"$load_out"
+echo "    curl loop on $bg_url/version (at most 600 requests, 20 s, --max-time 2 each) ..."
+canary_load "$load_out" "$load_stop" &
+load_pid=$!
+sleep 0.5
+cn_rc=0
+echo '    $ gantry deploy staging --release 1.2.0 --image web=gantry-example/app:1.1.0'
+"$GANTRY" deploy staging --release 1.2.0 --image web=gantry-example/app:1.1.0 >"$demo_dir/canary-deploy.log" 2>&1 || cn_rc=$?
+sed -n 's/^\[ *[0-9.]*s\] web *\(canary\|drain\)/    &/p' "$demo_dir/canary-deploy.log"
+sleep 0.5 # the stable release alone again, under the same load
+touch "$load_stop"
+wait "$load_pid" || true
+load_pid=
+stop_proxy
+case "$cn_rc" in
+0) fail "the bad canary 1.2.0 was promoted; its error ratio should have aborted it (log: $demo_dir/canary-deploy.log)" ;;
+3) ;;
+*) fail "deploying the canary 1.2.0 exited $cn_rc, want 3 (rolled back): $(tail -n 5 "$demo_dir/canary-deploy.log")" ;;
+esac
+cn_total="$(wc -l <"$load_out")"
+cn_own="$(grep -c '^500 *$' "$load_out" || true)"
+cn_failed="$(grep -cv '^\(200\|500\) *$' "$load_out" || true)"
+printf '    %d requests: %d answered 500 by the bad release itself, %d failed by the switch\n' "$cn_total" "$cn_own" "$cn_failed"
+[ "$cn_failed" = 0 ] || fail "$cn_failed of $cn_total requests failed by the canary's switch: $(grep -v '^\(200\|500\) *$' "$load_out" | sort | uniq -c | tr '\n' ';')"
+[ "$cn_own" -gt 0 ] || fail "no request reached the bad canary; the load did not see it"
+cn_reason="$("$GANTRY" history staging --limit 1 --output json | sed -n 's/^    "reason": "\(.*\)",$/\1/p' | head -n 1)"
+case "$cn_reason" in
+*"the canary of web failed"*max_error_ratio*) ;;
+*) fail "the record does not say why the canary failed: \"$cn_reason\"" ;;
+esac
+echo '    $ gantry history staging --limit 1 --output json   # the reason recorded:'
+printf '%s\n' "$cn_reason" | fold -s -w 72 | sed 's/^/      /'
+done_step "1.2.0 canary aborted by its 5xx ratio, $cn_failed failed"
+# =============================================== end of canary (issue 5)
 
 # ===================================================== promotion (issue 4)
 # gantry server with a self-signed certificate; tokens for alice (editor)
@@ -540,6 +610,10 @@ cat <<EOF
     - behind gantry proxy ($bg_addr), a blue/green deploy replaced 1.0.0
       by 1.1.0 under a curl loop: $bg_total requests, $bg_failed failed
       (answered by $bg_runs)
+    - a canary of 1.2.0, which answered 500 to every other request, took 50%
+      of the traffic and was aborted by its error ratio: all traffic back to
+      1.1.0, $cn_total requests, $cn_own answered 500 by 1.2.0 itself, $cn_failed
+      failed by the switch
     - through gantry server (TLS, its certificate pinned by fingerprint)
       alice promoted 0.1.0 to the protected production; it waited until bob
       approved (alice could not approve her own request); production runs

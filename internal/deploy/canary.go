@@ -303,6 +303,9 @@ func (e *Engine) watchStep(ctx context.Context, d *store.Deployment, plan *runti
 
 // canaryFigures is one release's figures: 214 requests, 0.0% 5xx, p99 12ms.
 func canaryFigures(s proxy.ReleaseStats) string {
+	if s.Requests == 0 {
+		return "no requests yet"
+	}
 	return fmt.Sprintf("%d requests, %s 5xx, p99 %s", s.Requests, pct(s.ErrorRatio), s.P99)
 }
 
