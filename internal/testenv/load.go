@@ -16,7 +16,7 @@ type Load struct {
 	mu       sync.Mutex
 	total    int
 	failed   int
-	failedAt []time.Time
+	failedAt []time.Time // when each failed request was sent
 	errors   []string
 	byKey    map[string]int
 	wg       sync.WaitGroup
@@ -77,6 +77,7 @@ func (l *Load) one(hc *http.Client, url, host string, check LoadCheck) {
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Host = host
 	var key string
+	sent := time.Now()
 	resp, err := hc.Do(req)
 	if err == nil {
 		body, rerr := io.ReadAll(resp.Body)
@@ -92,7 +93,7 @@ func (l *Load) one(hc *http.Client, url, host string, check LoadCheck) {
 	l.total++
 	if err != nil {
 		l.failed++
-		l.failedAt = append(l.failedAt, time.Now())
+		l.failedAt = append(l.failedAt, sent)
 		if len(l.errors) < 10 {
 			l.errors = append(l.errors, err.Error())
 		}
@@ -122,7 +123,9 @@ func (l *Load) Wait() LoadResult {
 	return LoadResult{Total: l.total, Failed: l.failed, Errors: l.errors, ByKey: l.byKey, failedAt: l.failedAt}
 }
 
-// FailedAfter counts the failures that happened after t.
+// FailedAfter counts the failed requests that were sent after t. (Not
+// those that ended after t: on a loaded machine a request refused before t
+// may be noticed after it.)
 func (r LoadResult) FailedAfter(t time.Time) int {
 	n := 0
 	for _, at := range r.failedAt {
