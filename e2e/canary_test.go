@@ -227,7 +227,7 @@ func TestCanaryManualStep(t *testing.T) {
 // TestCanaryCrashIsRecovered: gantry killed (SIGKILL) while its canary
 // waits at a step; the next command aborts the canary (all traffic to
 // 1.0.0), removes its container and records the deployment rolled back.
-// A manual abort is recorded as such.
+// A manual abort is recorded as such; Ctrl-C aborts the canary too.
 func TestCanaryCrashIsRecovered(t *testing.T) {
 	p := newCanary(t, "canarycrash", "[{ weight: 50 }]")
 	cmd, _, errb := p.start("deploy", "staging", "--release", "2.0.0", "--image", "web=IMG_healthy-v2")
@@ -269,6 +269,23 @@ func TestCanaryCrashIsRecovered(t *testing.T) {
 	}
 	if v := p.version(); v != "1.0.0" {
 		t.Errorf("after the abort: %q", v)
+	}
+
+	// Ctrl-C mid-canary: the canary is aborted before gantry exits.
+	p.env = nil
+	cmd, _, errb = p.start("deploy", "staging", "--release", "4.0.0", "--image", "web=IMG_healthy-v2")
+	waitFor(t, 60*time.Second, "the canary to wait at its manual step", func() bool {
+		return strings.Contains(errb.String(), "waiting for `gantry promote --step staging`")
+	})
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err == nil || !strings.Contains(errb.String(), "canary aborted") || !strings.Contains(errb.String(), "interrupted") {
+		t.Errorf("Ctrl-C should abort the canary and fail the deploy: %v\n%s", err, errb)
+	}
+	if v := p.version(); v != "1.0.0" {
+		t.Errorf("after Ctrl-C: %q", v)
+	}
+	if run := p.running(); len(run) != 1 || run[0] != "web@1.0.0" {
+		t.Errorf("running after Ctrl-C: %v", run)
 	}
 }
 

@@ -237,26 +237,19 @@ func (e *Engine) watchStep(ctx context.Context, d *store.Deployment, plan *runti
 			rep.Stable, rep.Canary = stats.Stable, stats.Canary
 		}
 		c := rep.Canary
-		enough := c.Requests >= int64(ab.MinRequests)
-		if enough && c.Requests > 0 {
-			if c.ErrorRatio > ab.MaxErrorRatio {
-				return fail(CanaryErrorRatio, fmt.Sprintf("the canary answered %s 5xx (%d of %d requests), over max_error_ratio %s; %s",
-					pct(c.ErrorRatio), c.Errors, c.Requests, pct(ab.MaxErrorRatio), figures(rep)))
-			}
-			if ab.MaxP99 > 0 && c.P99 > ab.MaxP99.D() {
-				return fail(CanaryLatency, fmt.Sprintf("the canary's p99 latency %s is over max_p99 %s; %s", c.P99, ab.MaxP99.D(), figures(rep)))
-			}
-		}
 		elapsed := time.Since(start)
-		if !st.Manual() {
-			if elapsed >= pause && enough {
-				e.report.Service(service, "canary", fmt.Sprintf("%s passed: %s", name, canaryFigures(c)))
-				return nil
-			}
-			if elapsed >= 2*pause {
-				return fail(CanaryInconclusive, fmt.Sprintf("inconclusive: the canary answered %d requests in %s (twice the pause), fewer than min_requests %d; %s",
-					c.Requests, elapsed.Round(time.Second), ab.MinRequests, figures(rep)))
-			}
+		switch verdict, pass := judgeStep(st, ab, c, elapsed); {
+		case pass:
+			e.report.Service(service, "canary", fmt.Sprintf("%s passed: %s", name, canaryFigures(c)))
+			return nil
+		case verdict == CanaryErrorRatio:
+			return fail(verdict, fmt.Sprintf("the canary answered %s 5xx (%d of %d requests), over max_error_ratio %s; %s",
+				pct(c.ErrorRatio), c.Errors, c.Requests, pct(ab.MaxErrorRatio), figures(rep)))
+		case verdict == CanaryLatency:
+			return fail(verdict, fmt.Sprintf("the canary's p99 latency %s is over max_p99 %s; %s", c.P99, ab.MaxP99.D(), figures(rep)))
+		case verdict == CanaryInconclusive:
+			return fail(verdict, fmt.Sprintf("inconclusive: the canary answered %d requests in %s (twice the pause), fewer than min_requests %d; %s",
+				c.Requests, elapsed.Round(time.Second), ab.MinRequests, figures(rep)))
 		}
 		if time.Since(lastReport) >= 5*time.Second {
 			lastReport = time.Now()
@@ -299,6 +292,33 @@ func (e *Engine) watchStep(ctx context.Context, d *store.Deployment, plan *runti
 			}
 		}
 	}
+}
+
+// judgeStep judges a canary step from the canary's figures c, elapsed
+// into the step: a failing verdict (error_ratio, latency, inconclusive),
+// or pass, or neither (read again). Thresholds judge only with at least
+// min_requests requests (and one); a step with a pause passes at its end
+// with enough requests, and is inconclusive without them at twice the
+// pause; a manual step passes only by `gantry promote --step`.
+func judgeStep(st config.CanaryStep, ab config.CanaryAbort, c proxy.ReleaseStats, elapsed time.Duration) (verdict string, pass bool) {
+	enough := c.Requests >= int64(ab.MinRequests)
+	if enough && c.Requests > 0 {
+		if c.ErrorRatio > ab.MaxErrorRatio {
+			return CanaryErrorRatio, false
+		}
+		if ab.MaxP99 > 0 && c.P99 > ab.MaxP99.D() {
+			return CanaryLatency, false
+		}
+	}
+	switch pause := st.Pause.D(); {
+	case st.Manual():
+		return "", false
+	case elapsed >= pause && enough:
+		return "", true
+	case elapsed >= 2*pause:
+		return CanaryInconclusive, false
+	}
+	return "", false
 }
 
 // canaryFigures is one release's figures: 214 requests, 0.0% 5xx, p99 12ms.

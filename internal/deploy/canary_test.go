@@ -1,0 +1,87 @@
+package deploy
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/config"
+	"github.com/gantryhq/gantry/internal/proxy"
+)
+
+// TestJudgeStep: the rules a canary step is judged by, the passing and
+// the failing cases in one table.
+func TestJudgeStep(t *testing.T) {
+	ab := config.CanaryAbort{MaxErrorRatio: 0.05, MaxP99: config.Duration(800 * time.Millisecond), MinRequests: 20}
+	timed := config.CanaryStep{Weight: 10, Pause: config.Duration(time.Minute)}
+	manual := config.CanaryStep{Weight: 50}
+	stats := func(req, errs int64, p99 time.Duration) proxy.ReleaseStats {
+		r := proxy.ReleaseStats{Requests: req, Errors: errs, P99: p99}
+		if req > 0 {
+			r.ErrorRatio = float64(errs) / float64(req)
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name    string
+		step    config.CanaryStep
+		abort   config.CanaryAbort
+		c       proxy.ReleaseStats
+		elapsed time.Duration
+		verdict string
+		pass    bool
+	}{
+		{"early, good", timed, ab, stats(100, 1, 10*time.Millisecond), 10 * time.Second, "", false},
+		{"early, errors over the ratio fail at once", timed, ab, stats(100, 6, 10*time.Millisecond), 10 * time.Second, CanaryErrorRatio, false},
+		{"ratio equal to the threshold passes", timed, ab, stats(100, 5, 10*time.Millisecond), time.Minute, "", true},
+		{"slow p99 fails", timed, ab, stats(100, 0, time.Second), 10 * time.Second, CanaryLatency, false},
+		{"p99 not judged without max_p99", timed, config.CanaryAbort{MaxErrorRatio: 0.05, MinRequests: 20}, stats(100, 0, time.Hour), time.Minute, "", true},
+		{"errors under min_requests are no verdict", timed, ab, stats(10, 10, time.Second), 10 * time.Second, "", false},
+		{"pause over with enough requests passes", timed, ab, stats(20, 0, 10*time.Millisecond), time.Minute, "", true},
+		{"pause over, too few: wait on", timed, ab, stats(19, 0, 10*time.Millisecond), 90 * time.Second, "", false},
+		{"twice the pause, too few: inconclusive", timed, ab, stats(19, 0, 10*time.Millisecond), 2 * time.Minute, CanaryInconclusive, false},
+		{"min_requests 0 and no requests passes", timed, config.CanaryAbort{MaxErrorRatio: 0.05}, stats(0, 0, 0), time.Minute, "", true},
+		{"min_requests 0 still judges errors", timed, config.CanaryAbort{MaxErrorRatio: 0.05}, stats(3, 1, 0), time.Second, CanaryErrorRatio, false},
+		{"manual step waits however long", manual, ab, stats(1000, 0, 10*time.Millisecond), time.Hour, "", false},
+		{"manual step still fails on errors", manual, ab, stats(1000, 100, 10*time.Millisecond), time.Hour, CanaryErrorRatio, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, pass := judgeStep(tc.step, tc.abort, tc.c, tc.elapsed)
+			if v != tc.verdict || pass != tc.pass {
+				t.Errorf("judgeStep = %q, pass %t; want %q, pass %t", v, pass, tc.verdict, tc.pass)
+			}
+		})
+	}
+}
+
+// FuzzJudgeStep: whatever the figures, a step never both passes and
+// fails, a manual step never passes by itself, and a step with enough
+// requests under the thresholds never fails.
+func FuzzJudgeStep(f *testing.F) {
+	f.Add(int64(100), int64(5), int64(10e6), int64(60e9), int64(30e9), 20, false)
+	f.Add(int64(0), int64(0), int64(0), int64(1e9), int64(5e9), 0, true)
+	f.Fuzz(func(t *testing.T, req, errs, p99, pause, elapsed int64, minReq int, manual bool) {
+		if req < 0 || errs < 0 || errs > req || pause <= 0 || elapsed < 0 || minReq < 0 || p99 < 0 {
+			return
+		}
+		st := config.CanaryStep{Weight: 10, Pause: config.Duration(pause)}
+		if manual {
+			st.Pause = 0
+		}
+		ab := config.CanaryAbort{MaxErrorRatio: 0.05, MaxP99: config.Duration(800 * time.Millisecond), MinRequests: minReq}
+		c := proxy.ReleaseStats{Requests: req, Errors: errs, P99: time.Duration(p99)}
+		if req > 0 {
+			c.ErrorRatio = float64(errs) / float64(req)
+		}
+		v, pass := judgeStep(st, ab, c, time.Duration(elapsed))
+		if pass && v != "" {
+			t.Fatalf("passed and failed (%s)", v)
+		}
+		if manual && pass {
+			t.Fatal("a manual step passed by itself")
+		}
+		good := c.ErrorRatio <= ab.MaxErrorRatio && c.P99 <= ab.MaxP99.D()
+		if good && req >= int64(minReq) && v != "" {
+			t.Fatalf("enough good requests failed: %s", v)
+		}
+	})
+}
