@@ -6,10 +6,22 @@
 # docker-proxy), and the same app as a plain process on loopback, which
 # leaves the proxies' own cost nowhere to hide. nginx is Debian's
 # nginx-light with one worker and keep-alive connections to the upstream; the
-# load is Debian's wrk, 1 thread and 32 connections. Rounds alternate the
-# order of the three targets; the median of each is reported.
+# load is Debian's wrk with 1 thread. gantry runs twice: as Go sets it up
+# (GOMAXPROCS = the CPUs), and with GOMAXPROCS=1, one thread running Go
+# code, the CPU allowance of nginx's one worker.
+#
+# Each target is measured two ways, in rounds that alternate the order of
+# the targets; the median of each figure is reported:
+#   - throughput: 32 connections (saturation), requests/s, and the CPU time
+#     the proxy process spent per request (user + system, from /proc; less
+#     moved by the other work on the machine than requests/s are);
+#   - latency: one connection, one request at a time, so that p50 minus the
+#     direct p50 is the time the proxy adds to a request. At saturation a
+#     request mostly waits behind the 31 others (p50 is about connections /
+#     throughput, Little's law), so the p50 there restates throughput; it is
+#     still printed, and judged, as the older runs did.
 # Goals: gantry's throughput at least 0.8x nginx's, and gantry's p50 added
-# latency (p50 through it minus p50 direct) no more than nginx's.
+# latency no more than nginx's.
 #
 # Then a deploy under load: wrk (1 thread, 8 connections) through the proxy
 # while `gantry deploy` replaces the routed service blue/green, beside wrk on
@@ -20,23 +32,28 @@
 # 50 ms).
 #
 # Environment: GANTRY (default bin/gantry), BENCH_PROXY_ROUNDS (3),
-# BENCH_PROXY_SECONDS (10 per run), BENCH_PROXY_CONNECTIONS (32),
+# BENCH_PROXY_SECONDS (10 per throughput run), BENCH_PROXY_LATENCY_SECONDS
+# (5 per one-connection run), BENCH_PROXY_CONNECTIONS (32),
 # BENCH_IMAGE (gantry-example/app:1.0.0), BENCH_PROXY_PORT (23080; nginx
-# gets +1, the process upstream +2, compose +3), BENCH_PROXY_UPSTREAMS
-# ("container process"), BENCH_PROXY_DEPLOY (1; 0 skips the deploy under
-# load), BENCH_KEEP=1 keeps the work directory.
+# gets +1, the process upstream +2, compose +3, gantry with GOMAXPROCS=1
+# +4), BENCH_PROXY_UPSTREAMS ("container process"), BENCH_PROXY_ONE_PROC
+# (1; 0 leaves out gantry with GOMAXPROCS=1), BENCH_PROXY_DEPLOY (1; 0 skips
+# the deploy under load), BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
 GANTRY="${GANTRY:-$PWD/bin/gantry}"
 ROUNDS="${BENCH_PROXY_ROUNDS:-3}"
 SECONDS_PER_RUN="${BENCH_PROXY_SECONDS:-10}"
+LAT_SECONDS="${BENCH_PROXY_LATENCY_SECONDS:-5}"
+ONE_PROC="${BENCH_PROXY_ONE_PROC:-1}"
 CONNS="${BENCH_PROXY_CONNECTIONS:-32}"
 IMAGE="${BENCH_IMAGE:-gantry-example/app:1.0.0}"
 GPORT="${BENCH_PROXY_PORT:-23080}"
 NPORT=$((GPORT + 1))
 APORT=$((GPORT + 2))
 CPORT=$((GPORT + 3))
+G1PORT=$((GPORT + 4))
 DEPLOY_PART="${BENCH_PROXY_DEPLOY:-1}"
 NEW_IMAGE="${BENCH_NEW_IMAGE:-gantry-example/app:1.1.0}"
 UPSTREAMS="${BENCH_PROXY_UPSTREAMS:-container process}"
@@ -62,7 +79,7 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
 fi
 
 work="$(mktemp -d)"
-cid="" nginx_pid="" proxy_pid="" app_pid="" dl_project="gbench-proxy-$$"
+cid="" nginx_pid="" proxy_pid="" proxy1_pid="" app_pid="" dl_project="gbench-proxy-$$"
 cleanup() {
 	docker compose -p "$dl_project-compose" down -v >/dev/null 2>&1 || true
 	ids="$(docker ps -aq --filter "label=io.gantry.project=$dl_project")"
@@ -71,6 +88,7 @@ cleanup() {
 	if [ -n "$ids" ]; then docker network rm $ids >/dev/null 2>&1 || true; fi
 	if [ -n "$app_pid" ]; then kill "$app_pid" 2>/dev/null || true; wait "$app_pid" 2>/dev/null || true; fi
 	if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; fi
+	if [ -n "$proxy1_pid" ]; then kill "$proxy1_pid" 2>/dev/null || true; wait "$proxy1_pid" 2>/dev/null || true; fi
 	if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
 	if [ -n "$cid" ]; then docker rm -f -v "$cid" >/dev/null 2>&1 || true; fi
 	[ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"
@@ -114,12 +132,13 @@ http {
 NGINX
 }
 
-# write_gantry_conf: one route for any host.
+# write_gantry_conf DIR PORT: one route for any host.
 write_gantry_conf() {
-	cat >"$work/gantry.yaml" <<YAML
+	mkdir -p "$1"
+	cat >"$1/gantry.yaml" <<YAML
 project: proxybench
 proxy:
-  listen: 127.0.0.1:$GPORT
+  listen: 127.0.0.1:$2
 environments:
   bench:
     routes:
@@ -127,80 +146,124 @@ environments:
 YAML
 }
 
-# run TARGET URL: one wrk run; appends "rps p50_ms p99_ms errors" to $work/runs.TARGET.
+# cpu_ticks PID: the user + system CPU time of a process, in clock ticks.
+cpu_ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo ""; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# run TARGET URL CONNS SECONDS PID: one wrk run; appends "rps p50_ms p99_ms
+# errors cpu_us_per_request" to $work/runs.TARGET.CONNS (cpu "-" without a
+# PID to read).
 run() {
-	wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "$2" 2>&1 | awk -v out="$work/runs.$1" '
+	local a b
+	a="$(cpu_ticks "$5")"
+	wrk -t1 -c"$3" -d"$4s" --latency "$2" >"$work/wrk.out" 2>&1 || true
+	b="$(cpu_ticks "$5")"
+	awk -v out="$work/runs.$1.$3" -v a="$a" -v b="$b" -v tick="$TICK_US" '
 		function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-		/^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
+		/^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 } /requests in/ { n = $1 }
 		/Non-2xx|Socket errors/ { err = err $0 }
-		END { printf "%s %s %s %s\n", rps, p50, p99, (err == "" ? "0" : "1") >> out }'
+		END {
+			cpu = (a == "" || b == "" || n == 0) ? "-" : sprintf("%.1f", (b - a) * tick / n)
+			printf "%s %s %s %s %s\n", rps, p50, p99, (err == "" ? "0" : "1"), cpu >> out
+		}' "$work/wrk.out"
 }
 
 # median COLUMN FILE
 median() { awk -v c="$1" '{ print $c }' "$2" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 errors() { awk '{ s += $4 } END { print s + 0 }' "$1"; }
 
-# bench_upstream NAME ADDR: nginx and gantry in front of the upstream at ADDR,
-# and the three targets measured in alternating rounds.
+# start_gantry DIR PORT UPSTREAM [ENV...]: a gantry proxy with one route to
+# UPSTREAM; its pid in $started.
+start_gantry() {
+	local dir="$1" port="$2" up="$3"
+	shift 3
+	write_gantry_conf "$dir" "$port"
+	env "$@" "$GANTRY" --file "$dir/gantry.yaml" proxy >"$dir/proxy.log" 2>&1 &
+	started=$!
+	for _ in $(seq 100); do [ -S "$dir/.gantry/proxy/admin.sock" ] && break; sleep 0.1; done
+	"$GANTRY" --file "$dir/gantry.yaml" proxy switch bench web "$up" --release 1.0.0 >/dev/null
+}
+
+# bench_upstream NAME ADDR DIRECT_PID: nginx and gantry in front of the
+# upstream at ADDR, and the targets measured in alternating rounds.
 bench_upstream() {
-	local name="$1" up="$2" r t port
+	local name="$1" up="$2" direct_pid="$3" r t i port started nginx_worker
 	for _ in $(seq 100); do curl -fs "http://$up/version" >/dev/null && break; sleep 0.1; done
 	curl -fs "http://$up/version" >/dev/null || { echo "bench: the upstream at $up does not answer" >&2; exit 1; }
-	rm -rf "$work/nginx" "$work/.gantry" "$work"/runs.*
+	rm -rf "$work/nginx" "$work/g" "$work/g1" "$work"/runs.*
 	write_nginx_conf "$up"
 	nginx -c "$work/nginx/nginx.conf" &
 	nginx_pid=$!
-	write_gantry_conf
-	"$GANTRY" --file "$work/gantry.yaml" proxy >"$work/proxy.log" 2>&1 &
-	proxy_pid=$!
-	for _ in $(seq 100); do [ -S "$work/.gantry/proxy/admin.sock" ] && break; sleep 0.1; done
-	"$GANTRY" --file "$work/gantry.yaml" proxy switch bench web "$up" --release 1.0.0 >/dev/null
-	for port in "$NPORT" "$GPORT"; do
-		curl -fs "http://127.0.0.1:$port/version" >/dev/null || { echo "bench: nothing answers through 127.0.0.1:$port" >&2; cat "$work/proxy.log" "$work/nginx/error.log" >&2; exit 1; }
+	start_gantry "$work/g" "$GPORT" "$up"
+	proxy_pid=$started
+	local targets=(direct nginx gantry) ports=("${up##*:}" "$NPORT" "$GPORT")
+	if [ "$ONE_PROC" = 1 ]; then
+		start_gantry "$work/g1" "$G1PORT" "$up" GOMAXPROCS=1
+		proxy1_pid=$started
+		targets+=(gantry-1p)
+		ports+=("$G1PORT")
+	fi
+	for port in "$NPORT" "$GPORT" ${proxy1_pid:+"$G1PORT"}; do
+		curl -fs "http://127.0.0.1:$port/version" >/dev/null || { echo "bench: nothing answers through 127.0.0.1:$port" >&2; cat "$work/g/proxy.log" "$work/nginx/error.log" >&2; exit 1; }
 	done
+	nginx_worker="$(pgrep -P "$nginx_pid" | head -1)"
+	pid_of() {
+		case $1 in
+		direct) echo "$direct_pid" ;; nginx) echo "$nginx_worker" ;; gantry) echo "$proxy_pid" ;; gantry-1p) echo "$proxy1_pid" ;;
+		esac
+	}
+	url_of() { [ "$1" = direct ] && echo "http://$up/version" || echo "http://127.0.0.1:$2/version"; }
 
+	local n=${#targets[@]}
 	echo
-	echo "bench: $name upstream at $up; wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s, $ROUNDS rounds"
+	echo "bench: $name upstream at $up; $ROUNDS rounds, the targets in a different order each round;"
+	echo "  throughput: wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s (saturation); latency: wrk -t1 -c1 -d${LAT_SECONDS}s (one request at a time)"
 	for ((r = 1; r <= ROUNDS; r++)); do
-		order=(direct nginx gantry)
-		case $((r % 3)) in 2) order=(nginx gantry direct) ;; 0) order=(gantry direct nginx) ;; esac
-		for t in "${order[@]}"; do
-			case $t in
-			direct) run direct "http://$up/version" ;;
-			nginx) run nginx "http://127.0.0.1:$NPORT/version" ;;
-			gantry) run gantry "http://127.0.0.1:$GPORT/version" ;;
-			esac
+		for ((i = 0; i < n; i++)); do
+			t=$(((i + r) % n))
+			[ $((r % 2)) = 0 ] && t=$(((n - 1 - i + r) % n))
+			run "${targets[$t]}" "$(url_of "${targets[$t]}" "${ports[$t]}")" "$CONNS" "$SECONDS_PER_RUN" "$(pid_of "${targets[$t]}")"
+			run "${targets[$t]}" "$(url_of "${targets[$t]}" "${ports[$t]}")" 1 "$LAT_SECONDS" "$(pid_of "${targets[$t]}")"
 		done
-		echo "bench: round $r of $ROUNDS done"
+		echo "bench: round $r of $ROUNDS done (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 	done
 
-	printf '%-24s %12s %10s %10s\n' "target ($name)" "requests/s" "p50 ms" "p99 ms"
-	for t in direct nginx gantry; do
-		printf '%-24s %12.0f %10.3f %10.3f\n' "$t" "$(median 1 "$work/runs.$t")" "$(median 2 "$work/runs.$t")" "$(median 3 "$work/runs.$t")"
-		[ "$(errors "$work/runs.$t")" = 0 ] || echo "  ($t: wrk reported errors or non-2xx answers in some runs)"
+	printf '%-20s %11s %9s %9s %11s | %11s %9s %9s\n' "target ($name)" "-c$CONNS req/s" "p50 ms" "p99 ms" "cpu us/req" "-c1 req/s" "p50 ms" "p99 ms"
+	for t in "${targets[@]}"; do
+		local f="$work/runs.$t.$CONNS" f1="$work/runs.$t.1" cpu
+		cpu="$(median 5 "$f")"
+		[ "$cpu" = - ] || cpu="$(printf '%.1f' "$cpu")"
+		printf '%-20s %11.0f %9.3f %9.3f %11s | %11.0f %9.3f %9.3f\n' "$t" "$(median 1 "$f")" "$(median 2 "$f")" "$(median 3 "$f")" "$cpu" \
+			"$(median 1 "$f1")" "$(median 2 "$f1")" "$(median 3 "$f1")"
+		[ "$(errors "$f")" = 0 ] && [ "$(errors "$f1")" = 0 ] || echo "  ($t: wrk reported errors or non-2xx answers in some runs)"
 	done
-	awk -v dr="$(median 1 "$work/runs.direct")" -v nr="$(median 1 "$work/runs.nginx")" -v gr="$(median 1 "$work/runs.gantry")" \
-		-v dp="$(median 2 "$work/runs.direct")" -v np="$(median 2 "$work/runs.nginx")" -v gp="$(median 2 "$work/runs.gantry")" 'BEGIN {
-		ratio = gr / nr
-		na = np - dp; ga = gp - dp
-		printf "\nthroughput: gantry %.2fx nginx (goal >= 0.80: %s); nginx %.2fx direct, gantry %.2fx direct\n", ratio, (ratio >= 0.8 ? "met" : "NOT met"), nr / dr, gr / dr
-		printf "p50 added latency: gantry %.3f ms, nginx %.3f ms (goal gantry <= nginx: %s)\n", ga, na, (ga <= na ? "met" : "NOT met")
-	}'
-	kill "$proxy_pid" "$nginx_pid" 2>/dev/null || true
-	wait "$proxy_pid" "$nginx_pid" 2>/dev/null || true
-	proxy_pid="" nginx_pid=""
+	echo "(cpu us/req: CPU time of the proxy process, or of the app for direct, per request at -c$CONNS; gantry-1p: GOMAXPROCS=1)"
+	for t in "${targets[@]:2}"; do
+		awk -v t="$t" -v dr="$(median 1 "$work/runs.direct.$CONNS")" -v nr="$(median 1 "$work/runs.nginx.$CONNS")" -v gr="$(median 1 "$work/runs.$t.$CONNS")" \
+			-v dp="$(median 2 "$work/runs.direct.$CONNS")" -v np="$(median 2 "$work/runs.nginx.$CONNS")" -v gp="$(median 2 "$work/runs.$t.$CONNS")" \
+			-v dp1="$(median 2 "$work/runs.direct.1")" -v np1="$(median 2 "$work/runs.nginx.1")" -v gp1="$(median 2 "$work/runs.$t.1")" -v c="$CONNS" 'BEGIN {
+			ratio = gr / nr
+			na = np - dp; ga = gp - dp; na1 = np1 - dp1; ga1 = gp1 - dp1
+			printf "\n%s: throughput %.2fx nginx at -c%d (goal >= 0.80: %s); nginx %.2fx direct, %s %.2fx direct\n", t, ratio, c, (ratio >= 0.8 ? "met" : "NOT met"), nr / dr, t, gr / dr
+			printf "%s: p50 added latency, one connection: %.3f ms, nginx %.3f ms (goal <= nginx: %s)\n", t, ga1, na1, (ga1 <= na1 ? "met" : "NOT met")
+			printf "%s: p50 added latency at -c%d (restates throughput): %.3f ms, nginx %.3f ms (goal <= nginx: %s)\n", t, c, ga, na, (ga <= na ? "met" : "NOT met")
+		}'
+	done
+	kill "$proxy_pid" "$nginx_pid" ${proxy1_pid:+"$proxy1_pid"} 2>/dev/null || true
+	wait "$proxy_pid" "$nginx_pid" ${proxy1_pid:+"$proxy1_pid"} 2>/dev/null || true
+	proxy_pid="" nginx_pid="" proxy1_pid=""
 }
 
 for u in $UPSTREAMS; do
 	case $u in
 	container)
 		cid="$(docker run -d --label io.gantry.test=1 --label io.gantry.bench=proxy -p 127.0.0.1::8080 "$IMAGE")"
-		bench_upstream container "$(docker port "$cid" 8080/tcp | grep -m1 '^127\.0\.0\.1:')"
+		bench_upstream container "$(docker port "$cid" 8080/tcp | grep -m1 '^127\.0\.0\.1:')" ""
 		;;
 	process)
 		PORT=$APORT "$work/app" serve 2>"$work/app.log" &
 		app_pid=$!
-		bench_upstream process "127.0.0.1:$APORT"
+		bench_upstream process "127.0.0.1:$APORT" "$app_pid"
 		;;
 	*) echo "bench: unknown upstream $u in BENCH_PROXY_UPSTREAMS; use container and/or process" >&2; exit 2 ;;
 	esac
