@@ -23,8 +23,11 @@
 #  10. start `gantry server` (self-signed TLS) on 127.0.0.1:18443, make tokens
 #      for alice (editor) and bob (admin); alice promotes 0.1.0 to a protected
 #      production, it waits, bob approves, production runs it on :18081
-#  11. show `gantry releases`, `gantry status` and `gantry history`
-#  12. print a summary
+#  11. move staging to a single-node swarm made for the step (skipped when
+#      the engine is in a swarm already): deploy 0.1.0 there, status per
+#      node, a release with a broken service rolled back whole; leave it
+#  12. show `gantry releases`, `gantry status` and `gantry history`
+#  13. print a summary
 #
 # Run it from anywhere; GANTRY is the gantry binary (default ./bin/gantry,
 # relative to the current directory). `examples/demo.sh --clean` only removes
@@ -52,7 +55,7 @@ esac
 # ---------------------------------------------------------------- helpers
 
 step=0
-steps_total=12
+steps_total=13
 declare -a summary=()
 
 bold='' red='' off=''
@@ -582,6 +585,137 @@ stop_server
 done_step "0.1.0 promoted: alice asked, bob approved"
 # ============================================== end of promotion (issue 4)
 
+# ========================================================= swarm (issue 8)
+# hello's staging moves to a swarm: a single-node swarm made on this engine
+# for the step alone (advertised on 127.0.0.1, cluster and data ports on
+# loopback, its own address pool), an environment `swarm:` with the same
+# releases, and the swarm left at the end, also on a failure or Ctrl-C. An
+# engine that is in a swarm already is not touched: the step says so and is
+# skipped. The node pulls from the demo's registry on 127.0.0.1:15000.
+swarm_lock=/tmp/gantry-swarm-test.lock    # the swarm tests' lock: one swarm on the engine at a time
+swarm_marker=/tmp/gantry-demo-swarm.node  # the node of the swarm a demo made, until it leaves it
+swarm_made=
+swarm_had_gwbridge=
+leave_swarm() {
+	if [ -n "$swarm_made" ]; then
+		swarm_made=
+		docker swarm leave --force >/dev/null 2>&1 || true
+		rm -f "$swarm_marker"
+		if [ -z "$swarm_had_gwbridge" ]; then # it came with the swarm: it goes with it
+			for _ in $(seq 1 20); do
+				docker network rm docker_gwbridge >/dev/null 2>&1 && break
+				docker network inspect docker_gwbridge >/dev/null 2>&1 || break
+				sleep 0.5
+			done
+		fi
+	fi
+	exec 9>&- 2>/dev/null || true
+}
+trap 'leave_swarm; stop_server; stop_proxy; stop_registry' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+section "Move staging to a single-node swarm: deploy, status per node, a whole-release rollback"
+cd "$project_dir"
+swarm_skip=
+exec 9>>"$swarm_lock"
+if ! flock -w 30 9; then
+	swarm_skip="a swarm test of gantry holds $swarm_lock (it has a swarm of its own on this engine)"
+else
+	swarm_node="$(docker info --format '{{.Swarm.NodeID}}')"
+	if [ -n "$swarm_node" ] && [ -f "$swarm_marker" ] && [ "$(cat "$swarm_marker")" = "$swarm_node" ]; then
+		echo "    leaving swarm node $swarm_node, which an interrupted demo run made"
+		docker swarm leave --force >/dev/null || fail "docker swarm leave --force of the swarm an earlier demo made failed"
+		rm -f "$swarm_marker"
+	fi
+	swarm_state="$(docker info --format '{{.Swarm.LocalNodeState}}')"
+	[ "$swarm_state" = inactive ] ||
+		swarm_skip="this Docker engine is in swarm mode already (state $swarm_state); the demo makes a swarm of its own and never joins, leaves or changes one it did not make"
+fi
+if [ -n "$swarm_skip" ]; then
+	exec 9>&-
+	printf '    skipped: %s\n' "$swarm_skip"
+	swarm_result="swarm step skipped: $swarm_skip"
+	done_step "swarm: skipped (engine busy in a swarm)"
+else
+	docker network inspect docker_gwbridge >/dev/null 2>&1 && swarm_had_gwbridge=1
+	echo '    $ docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:24377 --data-path-port 24789 --default-addr-pool 10.212.0.0/16'
+	docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:24377 --data-path-port 24789 \
+		--default-addr-pool 10.212.0.0/16 >"$demo_dir/swarm-init.log" 2>&1 ||
+		fail "docker swarm init failed: $(grep -v -i token "$demo_dir/swarm-init.log" | tail -n 3)"
+	swarm_made=1
+	docker info --format '{{.Swarm.NodeID}}' >"$swarm_marker"
+	printf '    a single-node swarm, node %s (manager); the demo leaves it at the end of this step\n' "$(cat "$swarm_marker")"
+	cat >compose.swarm.yaml <<'YAML'
+# hello on a swarm: no 127.0.0.1:PORT (Swarm publishes on every interface of
+# every node), so nothing is published; api reaches web by its name on the
+# overlay network. A second service shows a release rolled back whole.
+services:
+  web:
+    image: 127.0.0.1:15000/hello/web
+    environment: { APP_ENV: swarm }
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 1s, timeout: 3s, retries: 2 }
+    read_only: true
+    user: "65532:65532"
+    deploy: { replicas: 2 }
+    networks: [back]
+  api:
+    image: 127.0.0.1:15000/hello/web
+    environment: { APP_ENV: swarm }
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 1s, timeout: 3s, retries: 2 }
+    read_only: true
+    user: "65532:65532"
+    depends_on: [web]
+    networks: [back]
+networks:
+  back: {}
+YAML
+	cat >>gantry.yaml <<YAML
+  swarm:
+    swarm: ${DOCKER_HOST:-unix:///var/run/docker.sock}   # a manager's Docker host
+    compose_files: [compose.swarm.yaml]
+    keep_releases: 1               # secrets and configs of 1 earlier release stay on the swarm
+    health: { window: 40s, min_healthy: 1s }    # min_healthy is Swarm's update monitor
+YAML
+	commit "chore: a swarm environment"
+	echo "    gantry.yaml: environment swarm (swarm: the local engine, now a manager; compose.swarm.yaml)"
+	swarm_deploy() { # swarm_deploy LOG ARGS...: a deploy to the swarm, its lines indented
+		local log=$1 rc=0
+		shift
+		printf '    $ gantry deploy swarm %s\n' "$*"
+		"$GANTRY" deploy swarm "$@" >"$log" 2>&1 || rc=$?
+		sed 's/^/    /' "$log"
+		return "$rc"
+	}
+	swarm_deploy "$demo_dir/swarm-1.log" --release 0.1.0 --image api=127.0.0.1:15000/hello/web:0.1.0 ||
+		fail "deploying 0.1.0 to the swarm failed"
+	show "$GANTRY" status swarm | sed '1!s/^/    /'
+	[ "${PIPESTATUS[0]}" = 0 ] || fail "gantry status swarm failed"
+	# web on the healthy 0.2.1, api on the broken 0.2.0 build: web's update
+	# succeeds, api's never gets healthy, and both go back to 0.1.0.
+	swarm_rc=0
+	swarm_deploy "$demo_dir/swarm-2.log" --release 0.2.1 --image api=127.0.0.1:15000/hello/web:0.2.0 || swarm_rc=$?
+	[ "$swarm_rc" = 3 ] || fail "deploying 0.2.1 with a broken api to the swarm exited $swarm_rc, want 3 (failed, rolled back)"
+	grep -q 'every service (.*) rolled back to 0.1.0 together' "$demo_dir/swarm-2.log" ||
+		fail "gantry did not say that every service went back to 0.1.0 together"
+	for s in web api; do
+		got="$(docker service inspect "hello-swarm_$s" --format '{{index .Spec.Labels "io.gantry.release"}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' 2>/dev/null || true)"
+		case "$got" in
+		"0.1.0 "*paused* | "0.1.0 updating" | "0.1.0 rollback_started") fail "service $s is left $got" ;;
+		"0.1.0 "*) ;;
+		*) fail "after the rollback service $s runs \"$got\" on the swarm, want release 0.1.0" ;;
+		esac
+	done
+	show "$GANTRY" status swarm | sed '1!s/^/    /'
+	[ "${PIPESTATUS[0]}" = 0 ] || fail "gantry status swarm failed"
+	echo '    $ docker swarm leave --force'
+	leave_swarm
+	[ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = inactive ] || fail "the engine is still in the swarm the demo made"
+	swarm_result="on a single-node swarm, 0.1.0 ran 2 web + 1 api tasks; 0.2.1 with a broken api rolled back whole to 0.1.0 (exit $swarm_rc), and the demo left the swarm"
+	done_step "swarm: 0.1.0 deployed, a broken release rolled back whole"
+fi
+# ================================================== end of swarm (issue 8)
+
 section "Releases, status and history of staging"
 cd "$project_dir"
 show "$GANTRY" releases || fail "gantry releases failed"
@@ -618,6 +752,7 @@ cat <<EOF
       alice promoted 0.1.0 to the protected production; it waited until bob
       approved (alice could not approve her own request); production runs
       the digest staging ran: $prod_url/version answers $prod
+    - $swarm_result
     - $url/version answers $final
 
   Steps
