@@ -722,16 +722,9 @@ func (e *Engine) waitServing(ctx context.Context, id string, window time.Duratio
 // prune removes containers of releases older than the last keep ones that
 // succeeded; those stay, stopped, for a fast rollback.
 func (e *Engine) prune(ctx context.Context, project, env string, keep int) error {
-	succeeded, err := e.store.Succeeded(ctx, project, env)
+	keepPlans, err := e.keptPlans(ctx, project, env, keep)
 	if err != nil {
 		return err
-	}
-	keepPlans := map[int64]bool{}
-	for _, d := range succeeded {
-		if len(keepPlans) > keep {
-			break
-		}
-		keepPlans[d.PlanID] = true
 	}
 	serving, err := e.store.Serving(ctx, project, env)
 	if err != nil {

@@ -199,7 +199,64 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d 
 			e.log.Warn("removing a service the release no longer has failed", "service", st.Name, "err", err)
 		}
 	}
+	e.pruneOrchestrated(ctx, o, d, pol.Keep)
 	return res, nil
+}
+
+// keptPlans are the plans an environment keeps what they need for: the
+// newest keep+1 distinct plans that succeeded there, the serving one and
+// keep_releases before it (containers, stopped, on a Docker host; secrets
+// and configs on a swarm).
+func (e *Engine) keptPlans(ctx context.Context, project, env string, keep int) (map[int64]bool, error) {
+	succeeded, err := e.store.Succeeded(ctx, project, env)
+	if err != nil {
+		return nil, err
+	}
+	kept := map[int64]bool{}
+	for _, d := range succeeded {
+		if len(kept) > keep {
+			break
+		}
+		kept[d.PlanID] = true
+	}
+	return kept, nil
+}
+
+// pruneOrchestrated removes, once deployment d committed, the secrets and
+// configs on the runtime that neither d's release nor the keep releases
+// that succeeded before it refers to. Those older releases can still be
+// rolled back to while the sources of their secrets hold the values they
+// had (gantry makes them again); otherwise the rollback is refused before
+// anything changes. A failure is logged: the release is serving.
+func (e *Engine) pruneOrchestrated(ctx context.Context, o runtime.Orchestrator, d *store.Deployment, keep int) {
+	ids, err := e.keptPlans(ctx, d.Project, d.Env, keep)
+	if err != nil {
+		e.log.Warn("pruning old secrets and configs: listing the kept releases failed", "err", err)
+		return
+	}
+	ids[d.PlanID] = true
+	plans := make([]*runtime.Plan, 0, len(ids))
+	for id := range ids {
+		row, err := e.store.Get(ctx, id)
+		if err == nil {
+			var p *runtime.Plan
+			if p, err = decodePlan(row.Plan, id); err == nil {
+				plans = append(plans, p)
+				continue
+			}
+		}
+		e.log.Warn("pruning old secrets and configs: reading a kept release's plan failed; nothing pruned", "plan", id, "err", err)
+		return
+	}
+	removed, err := o.Prune(ctx, d.Project, d.Env, plans)
+	if len(removed) > 0 {
+		e.step(ctx, d.ID, "", "prune", strings.Join(removed, ", "))
+		e.report.Note(fmt.Sprintf("pruned what neither %s nor the last %d releases before it use (keep_releases): %s",
+			d.Release, keep, strings.Join(removed, ", ")))
+	}
+	if err != nil {
+		e.log.Warn("pruning old secrets and configs failed", "err", err)
+	}
 }
 
 func findState(states []runtime.ServiceState, name string) *runtime.ServiceState {

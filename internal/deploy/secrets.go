@@ -337,6 +337,12 @@ func (e *Engine) loadSecrets(plan *runtime.Plan) {
 			}
 			sm.Value = b
 			e.redact.Add(b)
+			if fp, err := e.fingerprint(b); err == nil && fp != sm.Fingerprint && e.orchestrated() {
+				// On a swarm the secret's object is named after the value
+				// the release ran with: another value cannot take its name.
+				sm.Value, sm.ReadErr = nil, fmt.Errorf("it holds another value now than when release %s was planned", plan.Release)
+				continue
+			}
 			if fp, err := e.fingerprint(b); err == nil && fp != sm.Fingerprint && !changed[sm.Name] {
 				changed[sm.Name] = true
 				e.report.Note(fmt.Sprintf("note: secret %s changed since release %s was planned; a container created for it now gets the current value", sm.Name, plan.Release))
@@ -349,8 +355,15 @@ func (e *Engine) loadSecrets(plan *runtime.Plan) {
 // create a container whose secrets could not be read again: a container of
 // the plan that still exists keeps its secret files and needs no source.
 func (e *Engine) needSecrets(ctx context.Context, plan *runtime.Plan) error {
-	if e.orchestrated() {
-		return nil // the swarm may hold the secret still; it says so when not
+	if o, ok := e.rt.(runtime.Orchestrator); ok {
+		// The swarm may hold the secret still (keep_releases).
+		if err := o.Check(ctx, plan); err != nil {
+			if errors.Is(err, runtime.ErrSecretUnavailable) {
+				return inputError("release %s cannot be restored: %v", plan.Release, err)
+			}
+			return err
+		}
+		return nil
 	}
 	var kept map[string]bool
 	for _, name := range plan.Order {

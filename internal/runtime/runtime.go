@@ -284,6 +284,15 @@ type Orchestrator interface {
 	// RemoveService removes a service of an environment that the serving
 	// release does not have.
 	RemoveService(ctx context.Context, project, env, service string) error
+	// Prune removes what the runtime keeps for an environment's releases
+	// (Swarm: content-addressed secrets and configs) that none of the
+	// kept plans refers to and nothing on the runtime uses, and returns
+	// the names it removed.
+	Prune(ctx context.Context, project, env string, keep []*Plan) ([]string, error)
+	// Check says, changing nothing, whether a stored plan can run again:
+	// what its services refer to is still there or can be made again
+	// (wrapping ErrSecretUnavailable when a secret cannot).
+	Check(ctx context.Context, p *Plan) error
 }
 
 // ErrUnsupported marks what a runtime cannot run (a compose feature Swarm

@@ -125,7 +125,7 @@ func (r *Runtime) secret(ctx context.Context, p *runtime.Plan, service, name str
 		if err != nil {
 			return err
 		}
-		l := merge(map[string]string{"io.gantry.secret": m.Name}, labels)
+		l := merge(map[string]string{labelSecret: m.Name}, labels)
 		_, err = r.c.SecretCreate(ctx, swarm.SecretSpec{Annotations: swarm.Annotations{Name: name, Labels: l}, Data: b})
 		if err != nil && !errdefs.IsConflict(err) {
 			return fmt.Errorf("service %s: create secret %s: %w", service, name, err)
@@ -151,7 +151,7 @@ func (r *Runtime) config(ctx context.Context, p *runtime.Plan, key string, label
 	if _, _, err := r.c.ConfigInspectWithRaw(ctx, name); err == nil {
 		return nil
 	}
-	l := merge(map[string]string{"io.gantry.config": key}, labels)
+	l := merge(map[string]string{labelConfig: key}, labels)
 	_, err := r.c.ConfigCreate(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: name, Labels: l}, Data: []byte(cf.Content)})
 	if err != nil && !errdefs.IsConflict(err) {
 		return fmt.Errorf("create config %s: %w", name, err)
