@@ -3,12 +3,18 @@ package swarm_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/runtime"
 	"github.com/gantryhq/gantry/internal/store"
 	"github.com/gantryhq/gantry/internal/testenv"
 )
@@ -27,8 +33,9 @@ networks:
 
 // TestTwoNodes deploys a release across a real two-node swarm (the local
 // engine and a second dockerd in a network namespace, which pulls the
-// image from the test registry by digest), then a second release, and
-// reads replicas per node in the status.
+// image from the test registry by digest), then a second release, reads
+// replicas per node in the status, and kills a task on the worker
+// (workerTaskSeenByManager).
 func TestTwoNodes(t *testing.T) {
 	sc := testenv.SwarmWithWorker(t)
 	f := newFixture(t, sc, fourReplicas)
@@ -61,6 +68,7 @@ func TestTwoNodes(t *testing.T) {
 			t.Errorf("status of node %s: %d/%d", n.Node, n.Running, n.Desired)
 		}
 	}
+	workerTaskSeenByManager(t, sc, f)
 }
 
 // TestWorkerStoppedDuringRollout stops the worker's engine while a
@@ -126,4 +134,84 @@ func TestWorkerStoppedDuringRollout(t *testing.T) {
 	if st.Release != want || st.Services[0].Replicas.Running != 4 {
 		t.Errorf("status: release %s, replicas %+v; want %s 4/4", st.Release, st.Services[0].Replicas, want)
 	}
+}
+
+// workerTaskSeenByManager checks what gantry server's watcher can know of
+// a task that dies on a worker. The watcher follows the container events
+// of the environment on the manager, and reads everything again every
+// 15 s; docs/swarm.md says what this finds: the manager's API sees the
+// worker's failed task within a second or so, but its event stream carries
+// nothing for it (container events are the node's own, and the Engine API
+// has no task events).
+func workerTaskSeenByManager(t *testing.T, sc *testenv.SwarmCluster, f *fixture) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The watcher's own subscription, and the manager's service and node
+	// events, which carry no labels to filter on.
+	watched, _ := sc.Manager.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("type", string(events.ContainerEventType)),
+		filters.Arg("label", runtime.LabelProject+"="+f.project), filters.Arg("label", runtime.LabelEnv+"=staging"))})
+	all, _ := sc.Manager.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("type", string(events.ServiceEventType)), filters.Arg("type", string(events.NodeEventType)))})
+	list, err := sc.Worker.Client.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", runtime.LabelProject+"="+f.project), filters.Arg("status", "running"))})
+	if err != nil || len(list) == 0 {
+		t.Fatalf("no task container of web runs on the worker (%v)", err)
+	}
+	victim := list[0].ID
+	time.Sleep(500 * time.Millisecond) // both subscriptions are open
+	killed := time.Now()
+	if err := sc.Worker.Client.ContainerKill(ctx, victim, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	var seen, back time.Duration
+	var watchedEvents, allEvents []string
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	end := time.After(30 * time.Second)
+wait:
+	for {
+		select {
+		case m := <-watched:
+			// What the watcher acts on: not the healthchecks' exec events.
+			if !strings.HasPrefix(string(m.Action), "exec_") {
+				watchedEvents = append(watchedEvents, fmt.Sprintf("%.1fs %s %s", time.Since(killed).Seconds(), m.Action, short(m.Actor.ID)))
+			}
+		case m := <-all:
+			allEvents = append(allEvents, fmt.Sprintf("%.1fs %s %s %s", time.Since(killed).Seconds(), m.Type, m.Action, m.Actor.Attributes["name"]))
+		case <-tick.C:
+			states, err := f.rt.Services(ctx, f.project, "staging")
+			if err != nil || len(states) != 1 {
+				t.Fatalf("services: %v %+v", err, states)
+			}
+			switch st := states[0]; {
+			case seen == 0 && st.Running < 4:
+				seen = time.Since(killed)
+			case seen != 0 && back == 0 && st.Running == 4:
+				back = time.Since(killed)
+				end = time.After(2 * time.Second) // the events of the replacement
+			}
+		case <-end:
+			break wait
+		}
+	}
+	t.Logf("killed task container %s on the worker; the manager's task list showed it gone after %.1fs, 4/4 running again after %.1fs", short(victim), seen.Seconds(), back.Seconds())
+	t.Logf("the watcher's subscription (container events of the environment, on the manager) got: %q", watchedEvents)
+	t.Logf("the manager's service and node events: %q", allEvents)
+	if seen == 0 || seen > 10*time.Second {
+		t.Errorf("the manager's task list did not show the worker's dead task within 10s (%s)", seen)
+	}
+	for _, e := range watchedEvents {
+		if strings.Contains(e, short(victim)) {
+			t.Errorf("the manager sent an event for the worker's container (%s); docs/swarm.md says it does not", e)
+		}
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
