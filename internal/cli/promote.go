@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/user"
 	"strconv"
@@ -101,9 +102,9 @@ step without pause in the route's canary: block (it waits for this); with
 to the stable release at once, the canary's container is removed and the
 deployment is rolled back, recorded as aborted by you. Either works from
 any shell on the machine where gantry deploy runs the canary (it reads the
-signal from the state directory within half a second); gantry server does
-not take them through its API yet: run them on the server's host with its
---state-dir. Exit code 2 when no canary runs in ENV, or --step at a step
+signal from the state directory within half a second), and, with a context
+of gantry server (gantry context use), for a canary the server runs (an
+editor's token). Exit code 2 when no canary runs in ENV, or --step at a step
 with a pause. See docs/canary.md.
 
 Only a release whose newest deployment in FROM succeeded can be promoted (and,
@@ -474,27 +475,31 @@ func waitingText(p *promote.Promotion) string {
 // signalCanary asks the canary running in env to advance (--step) or abort
 // (--abort), and says whether the deploying gantry took the request.
 func signalCanary(cmd *cobra.Command, g *globals, env, action string) error {
+	var sig *deploy.CanarySignal
 	if c, err := g.remote(); c != nil || err != nil {
 		if err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: gantry promote --step/--abort is not served by gantry server yet; run it on the server's host with the server's --state-dir (the deploying gantry reads the signal from there)", errUsage)
-	}
-	f, err := g.loadFile()
-	if err != nil {
-		return err
-	}
-	if _, err := f.Env(env); err != nil {
-		return err
-	}
-	st, err := store.Open(g.stateDirFor(f))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	sig, err := deploy.SignalCanary(cmd.Context(), st, f.Project, env, action, actingAs().Name, 5*time.Second)
-	if err != nil {
-		return err
+		// The server passes it to the deployment it runs, the same way.
+		if err := c.Post(cmd.Context(), "/api/v1/envs/"+url.PathEscape(env)+"/canary", map[string]string{"action": action}, &sig); err != nil {
+			return err
+		}
+	} else {
+		f, err := g.loadFile()
+		if err != nil {
+			return err
+		}
+		if _, err := f.Env(env); err != nil {
+			return err
+		}
+		st, err := store.Open(g.stateDirFor(f))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if sig, err = deploy.SignalCanary(cmd.Context(), st, f.Project, env, action, actingAs().Name, 5*time.Second); err != nil {
+			return err
+		}
 	}
 	if g.output == "json" {
 		return g.printJSON(sig)

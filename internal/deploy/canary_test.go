@@ -1,11 +1,15 @@
 package deploy
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/proxy"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
 // TestJudgeStep: the rules a canary step is judged by, the passing and
@@ -84,4 +88,42 @@ func FuzzJudgeStep(f *testing.F) {
 			t.Fatalf("enough good requests failed: %s", v)
 		}
 	})
+}
+
+// TestSignalCanary: gantry promote --step|--abort find the canary running
+// in an environment from its deployment's steps: none, a step with a pause
+// (--step refused, --abort taken), a canary already past (none again).
+func TestSignalCanary(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryStep, "alice", 0); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "no canary is running in staging") {
+		t.Fatalf("without a deployment: %v", err)
+	}
+	d := &store.Deployment{Project: "shop", Env: "staging", Release: "2.0.0", Kind: "deploy", PID: 7}
+	if err := st.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	st.Transition(ctx, d.ID, store.Deploying, "")
+	st.AddStep(ctx, d.ID, "web", phaseCanary, "10% (step 1/3) to 127.0.0.1:1, pause 2m0s")
+	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryStep, "alice", 0); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "at 10% (step 1/3), a step with a pause") {
+		t.Errorf("--step at a timed step: %v", err)
+	}
+	sig, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryAbort, "alice", 0)
+	if err != nil || sig.Service != "web" || sig.Step != 1 || sig.Steps != 3 || sig.Weight != 10 || sig.Taken || sig.Actor != "alice" {
+		t.Fatalf("--abort: %+v, %v", sig, err)
+	}
+	if got, err := st.TakeCanarySignal(ctx, d.ID, "web"); err != nil || got == nil || got.Action != store.CanaryAbort || got.Step != 1 {
+		t.Errorf("taken: %+v, %v", got, err)
+	}
+	if got, _ := st.TakeCanarySignal(ctx, d.ID, "web"); got != nil {
+		t.Errorf("a signal is taken once: %+v", got)
+	}
+	st.AddStep(ctx, d.ID, "web", phaseCanaryAbort, "aborted")
+	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryAbort, "alice", 0); !errors.Is(err, ErrInput) {
+		t.Errorf("after the abort: %v", err)
+	}
 }

@@ -41,6 +41,7 @@ func (s *Server) table() []*route {
 		{Method: "GET", Path: "/api/v1/envs/{env}/history", Rule: Rule{Role: auth.Viewer, Scope: ScopeEnv}, handle: s.history},
 		{Method: "POST", Path: "/api/v1/envs/{env}/deploy", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "deploy", handle: s.deploy},
 		{Method: "POST", Path: "/api/v1/envs/{env}/rollback", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "rollback", handle: s.rollback},
+		{Method: "POST", Path: "/api/v1/envs/{env}/canary", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "canary.signal", handle: s.canarySignal},
 		{Method: "GET", Path: "/api/v1/deployments/{id}", Rule: Rule{Role: auth.Viewer, Scope: ScopeObject}, handle: s.deployment},
 		{Method: "GET", Path: "/api/v1/deployments", Rule: Rule{Role: auth.Viewer, Scope: ScopeFilter}, handle: s.deployments},
 		{Method: "POST", Path: "/api/v1/envs/{env}/promote", Rule: Rule{Role: auth.Editor, Scope: ScopeEnv}, Action: "promotion.request", handle: s.promote},

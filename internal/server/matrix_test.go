@@ -72,6 +72,7 @@ func samples(t *testing.T, deploymentID int64) map[string]sample {
 		"GET /api/v1/envs/{env}/history":        {path: "/api/v1/envs/staging/history", ok: 200, role: auth.Viewer, env: true},
 		"POST /api/v1/envs/{env}/deploy":        {path: "/api/v1/envs/staging/deploy", body: `{"release":"matrix","images":{"web":"` + closed + `/nope:1"}}`, ok: 422, role: auth.Editor, env: true},
 		"POST /api/v1/envs/{env}/rollback":      {path: "/api/v1/envs/staging/rollback", body: `{}`, ok: 422, role: auth.Editor, env: true},
+		"POST /api/v1/envs/{env}/canary":        {path: "/api/v1/envs/staging/canary", body: `{"action":"step"}`, ok: 422, role: auth.Editor, env: true},
 		"GET /api/v1/deployments/{id}":          {path: fmt.Sprintf("/api/v1/deployments/%d", deploymentID), ok: 200, role: auth.Viewer, env: true},
 		"GET /api/v1/deployments":               {path: "/api/v1/deployments", ok: 200, role: auth.Viewer},
 		"POST /api/v1/envs/{env}/promote":       {path: "/api/v1/envs/staging/promote", body: `{"from":"production"}`, ok: 422, role: auth.Editor, env: true},
