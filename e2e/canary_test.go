@@ -168,7 +168,8 @@ func TestCanaryPromoted(t *testing.T) {
 // TestCanaryManualStep: a step without pause waits; during it a client
 // keeps its release by its cookie across requests, while clients without
 // one are spread over both; `gantry promote --step` from another process
-// advances it, and the deploy succeeds.
+// advances it, and the deploy succeeds. Then a step without requests is
+// inconclusive.
 func TestCanaryManualStep(t *testing.T) {
 	p := newCanary(t, "canarymanual", "[{ weight: 50 }]")
 	if r := p.run("promote", "--step", "staging"); r.code != 2 || !strings.Contains(r.stderr, "no canary is running in staging") {
@@ -221,6 +222,16 @@ func TestCanaryManualStep(t *testing.T) {
 	}
 	if v := p.version(); v != "2.0.0" {
 		t.Errorf("after the promotion: %q", v)
+	}
+
+	// A step of 1 s that sees no request at all is inconclusive at 2 s.
+	p.write("gantry.yaml", strings.Replace(gantryCanary, "STEPS", "[{ weight: 50, pause: 1s }]", 1))
+	res := p.deploy(3, "staging", "--release", "3.0.0", "--image", "web=IMG_healthy")
+	if f := res.Failure; f == nil || f.Canary == nil || f.Canary.Verdict != deploy.CanaryInconclusive || !strings.Contains(f.Reason, "fewer than min_requests 10") {
+		t.Errorf("want an inconclusive canary: %+v", res.Failure)
+	}
+	if v := p.version(); v != "2.0.0" {
+		t.Errorf("after the inconclusive canary: %q", v)
 	}
 }
 
