@@ -179,6 +179,12 @@ func TestCanaryManualStep(t *testing.T) {
 	waitFor(t, 60*time.Second, "the canary to wait at its manual step", func() bool {
 		return strings.Contains(errb.String(), "waiting for `gantry promote --step staging`")
 	})
+	if st := p.status("staging"); st.Release != "1.0.0" || st.Canary == nil || !st.Canary.Manual || st.Canary.Release != "2.0.0" || st.Canary.Weight != 50 {
+		t.Errorf("status during the canary: %+v (canary %+v)", st, st.Canary)
+	}
+	if r := p.run("status", "staging"); !strings.Contains(r.stdout, "canary: web release 2.0.0 at 50% (step 1/1), deployment 2; waiting for gantry promote --step staging") {
+		t.Errorf("status text during the canary: %s", r)
+	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/version", p.port)
 	seen := map[string]int{}
 	for i := range 8 {

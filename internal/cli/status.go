@@ -83,6 +83,13 @@ func printStatus(g *globals, st *deploy.Status) {
 	if st.Kept > 0 {
 		fmt.Fprintf(w, "  %d stopped container(s) of earlier releases kept for rollback\n", st.Kept)
 	}
+	if c := st.Canary; c != nil {
+		next := fmt.Sprintf("gantry promote --abort %s stops it", name)
+		if c.Manual {
+			next = fmt.Sprintf("waiting for gantry promote --step %s (or --abort)", name)
+		}
+		fmt.Fprintf(w, "  canary: %s release %s at %d%% (step %d/%d), deployment %d; %s\n", c.Service, c.Release, c.Weight, c.Step, c.Steps, c.Deployment, next)
+	}
 	w.Flush()
 }
 

@@ -399,16 +399,28 @@ type CanarySignal struct {
 	PID   int  `json:"pid"`
 }
 
-// SignalCanary asks the canary running in env (in another gantry process)
-// to advance past its manual step (store.CanaryStep) or to abort
-// (store.CanaryAbort), and waits up to wait for it to be taken.
-func SignalCanary(ctx context.Context, st *store.Store, project, env, action, actor string, wait time.Duration) (*CanarySignal, error) {
+// RunningCanary is a canary that a deployment is stepping in an
+// environment now, as its steps record it.
+type RunningCanary struct {
+	Deployment int64  `json:"deployment"`
+	Service    string `json:"service"`
+	Release    string `json:"release"`
+	Step       int    `json:"step"`
+	Steps      int    `json:"steps"`
+	Weight     int    `json:"weight"`
+	// Manual: the step waits for `gantry promote --step`.
+	Manual bool `json:"manual,omitempty"`
+	PID    int  `json:"pid"`
+}
+
+// findCanary returns the canary running in env (the last step recorded of
+// a service of an unfinished deployment is a canary step), nil when none.
+func findCanary(ctx context.Context, st *store.Store, project, env string) (*RunningCanary, error) {
 	us, err := st.Unfinished(ctx, project, env)
 	if err != nil {
 		return nil, err
 	}
-	var found *CanarySignal
-	manual := false
+	var found *RunningCanary
 	for _, u := range us {
 		steps, err := st.Steps(ctx, u.ID)
 		if err != nil {
@@ -430,18 +442,30 @@ func SignalCanary(ctx context.Context, st *store.Store, project, env, action, ac
 			if s.Phase != phaseCanary {
 				continue
 			}
-			c := &CanarySignal{Deployment: u.ID, Env: env, Service: svc, Release: u.Release, Action: action, Actor: canaryActor(actor), PID: u.PID}
-			if _, err := fmt.Sscanf(s.Detail, "%d%% (step %d/%d)", &c.Weight, &c.Step, &c.Steps); err != nil {
-				continue
+			c := &RunningCanary{Deployment: u.ID, Service: svc, Release: u.Release, PID: u.PID, Manual: strings.Contains(s.Detail, "manual:")}
+			if _, err := fmt.Sscanf(s.Detail, "%d%% (step %d/%d)", &c.Weight, &c.Step, &c.Steps); err == nil {
+				found = c
 			}
-			found, manual = c, strings.Contains(s.Detail, "manual:")
 		}
 	}
-	if found == nil {
+	return found, nil
+}
+
+// SignalCanary asks the canary running in env (in another gantry process)
+// to advance past its manual step (store.CanaryStep) or to abort
+// (store.CanaryAbort), and waits up to wait for it to be taken.
+func SignalCanary(ctx context.Context, st *store.Store, project, env, action, actor string, wait time.Duration) (*CanarySignal, error) {
+	rc, err := findCanary(ctx, st, project, env)
+	if err != nil {
+		return nil, err
+	}
+	if rc == nil {
 		return nil, inputError("no canary is running in %s; a canary runs while `gantry deploy %s` steps a routed service with a canary: block in (gantry status %s shows what serves)", env, env, env)
 	}
+	found := &CanarySignal{Deployment: rc.Deployment, Env: env, Service: rc.Service, Release: rc.Release, Step: rc.Step, Steps: rc.Steps, Weight: rc.Weight,
+		Action: action, Actor: canaryActor(actor), PID: rc.PID}
 	name := stepName(found.Step, found.Steps, found.Weight)
-	if action == store.CanaryStep && !manual {
+	if action == store.CanaryStep && !rc.Manual {
 		return nil, inputError("the canary of %s in %s is at %s, a step with a pause that ends by itself; --step advances only a step without pause (--abort stops the canary)", found.Service, env, name)
 	}
 	sig := &store.CanarySignal{DeploymentID: found.Deployment, Service: found.Service, Step: found.Step, Action: action, Actor: found.Actor}

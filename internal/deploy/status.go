@@ -24,6 +24,9 @@ type Status struct {
 	// LastAnalysis is the analysis of the newest deployment that had one
 	// (gantry status, locally and through the server).
 	LastAnalysis *DeploymentAnalysis `json:"last_analysis,omitempty"`
+	// Canary is the canary a deployment is stepping in the environment
+	// now (docs/canary.md).
+	Canary *RunningCanary `json:"canary,omitempty"`
 }
 
 // ServiceStatus is one service's serving container.
@@ -78,6 +81,9 @@ func (e *Engine) Observe(ctx context.Context, project, env string) (*Status, err
 	st := &Status{Project: project, Env: env, Host: e.rt.Host(), Services: []ServiceStatus{}}
 	plan, err := e.serving(ctx, st)
 	if err != nil {
+		return nil, err
+	}
+	if st.Canary, err = findCanary(ctx, e.store, project, env); err != nil {
 		return nil, err
 	}
 	if o, ok := e.rt.(runtime.Orchestrator); ok {
