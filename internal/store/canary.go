@@ -59,27 +59,28 @@ func (s *Store) SignalCanary(ctx context.Context, sig *CanarySignal) error {
 }
 
 // TakeCanarySignal returns the oldest signal of a deployment's service
-// not taken yet, and marks it taken; nil when there is none.
+// not taken yet, and marks it taken; nil when there is none. It is polled
+// twice a second while a canary runs: a read, and a write only when there
+// is a signal to take (SQLite's write lock is the whole database's).
 func (s *Store) TakeCanarySignal(ctx context.Context, deployment int64, service string) (*CanarySignal, error) {
-	var sig *CanarySignal
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		c := CanarySignal{DeploymentID: deployment, Service: service}
-		err := tx.QueryRowContext(ctx, `SELECT id, step, action, actor, at FROM canary_signals
-			WHERE deployment_id=? AND service=? AND taken_at IS NULL ORDER BY id LIMIT 1`, deployment, service).
-			Scan(&c.ID, &c.Step, &c.Action, &c.Actor, &c.At)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE canary_signals SET taken_at=? WHERE id=?`, now(), c.ID); err != nil {
-			return err
-		}
-		sig = &c
-		return nil
-	})
-	return sig, err
+	c := CanarySignal{DeploymentID: deployment, Service: service}
+	err := s.db.QueryRowContext(ctx, `SELECT id, step, action, actor, at FROM canary_signals
+		WHERE deployment_id=? AND service=? AND taken_at IS NULL ORDER BY id LIMIT 1`, deployment, service).
+		Scan(&c.ID, &c.Step, &c.Action, &c.Actor, &c.At)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE canary_signals SET taken_at=? WHERE id=? AND taken_at IS NULL`, now(), c.ID)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, err // taken by another reader meanwhile
+	}
+	return &c, nil
 }
 
 // CanarySignalTaken says whether the process running the canary has
