@@ -319,3 +319,32 @@ func fetch(t *testing.T, hc *http.Client, url string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// TestCanaryStepThroughServer: a deploy that gantry server runs waits at a
+// manual canary step; `gantry promote --step` with the server's context (an
+// editor's token) reaches it through the API, and the deploy succeeds.
+func TestCanaryStepThroughServer(t *testing.T) {
+	p := newCanary(t, "canarysrv", "[{ weight: 50 }]")
+	s := startServer(t, p, "")
+	editor := makeToken(t, p, "ed", "editor")
+	p.env = s.env(editor)
+	cmd, _, errb := p.start("deploy", "staging", "--release", "2.0.0", "--image", "web=IMG_healthy-v2")
+	waitFor(t, 60*time.Second, "the server's canary to wait at its manual step", func() bool {
+		return strings.Contains(errb.String(), "manual: waits for gantry promote --step staging")
+	})
+	r := p.run("promote", "--step", "staging", "--output", "json")
+	var sig deploy.CanarySignal
+	if err := json.Unmarshal([]byte(r.stdout), &sig); r.code != 0 || err != nil || !sig.Taken || sig.Actor != "ed" {
+		t.Fatalf("promote --step through the server: %s (%v)", r, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the deploy through the server failed after the step: %v\n%s", err, errb)
+	}
+	p.env = nil
+	if v := p.version(); v != "2.0.0" {
+		t.Errorf("after the promotion: %q", v)
+	}
+	if r := p.run("promote", "--step", "staging"); r.code != 2 {
+		t.Errorf("no canary left: %s", r)
+	}
+}
