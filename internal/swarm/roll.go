@@ -340,7 +340,7 @@ func (f *follower) check(ctx context.Context, auth string) (runtime.RollResult, 
 			parts = append(parts, msg)
 		}
 		if len(culprit) > 0 {
-			parts = append(parts, "last failed task: "+taskError(culprit[0], f.names))
+			parts = append(parts, "last failed task: "+taskError(culprit[0], f.names, f.r.unhealthy(ctx, culprit[0]), healthchecked(f.spec)))
 		}
 		return strings.Join(parts, "; ")
 	}
@@ -451,8 +451,48 @@ func phaseOf(state swarm.UpdateState, e expectation) string {
 	return "converging"
 }
 
-// taskError says how a task ended, on which node.
-func taskError(t swarm.Task, nodes map[string]string) string {
+// healthchecked says whether a service's tasks have a healthcheck.
+func healthchecked(spec swarm.ServiceSpec) bool {
+	cs := spec.TaskTemplate.ContainerSpec
+	return cs != nil && cs.Healthcheck != nil && len(cs.Healthcheck.Test) > 0 && cs.Healthcheck.Test[0] != "NONE"
+}
+
+// unhealthy says how a task's container failed its healthcheck, when the
+// container is on the manager's own engine (the Engine API shows no other
+// node's containers) and its healthcheck failed; "" otherwise. Swarm stops
+// an unhealthy container and reports its task complete (exit code 0 when
+// the program stops cleanly), which alone would not say why.
+func (r *Runtime) unhealthy(ctx context.Context, t swarm.Task) string {
+	cs := t.Status.ContainerStatus
+	if cs == nil || cs.ContainerID == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	c, err := r.c.ContainerInspect(ctx, cs.ContainerID)
+	if err != nil || c.State == nil || c.State.Health == nil || c.State.Health.Status != "unhealthy" {
+		return ""
+	}
+	h := c.State.Health
+	s := fmt.Sprintf("its healthcheck failed %d times in a row", h.FailingStreak)
+	if n := len(h.Log); n > 0 {
+		out := strings.Join(strings.Fields(h.Log[n-1].Output), " ")
+		if len(out) > 200 {
+			out = out[:200] + "…"
+		}
+		s += fmt.Sprintf(" (last: exit code %d", h.Log[n-1].ExitCode)
+		if out != "" {
+			s += ": " + out
+		}
+		s += ")"
+	}
+	return s
+}
+
+// taskError says how a task ended, on which node; unhealthy is how its
+// container failed its healthcheck, when that is known, and checked
+// whether it has one.
+func taskError(t swarm.Task, nodes map[string]string, unhealthy string, checked bool) string {
 	node := nodes[t.NodeID]
 	if node == "" {
 		node = short(t.NodeID)
@@ -463,9 +503,13 @@ func taskError(t swarm.Task, nodes map[string]string) string {
 		code = cs.ExitCode
 	}
 	switch {
-	case t.Status.State == swarm.TaskStateComplete:
+	case t.Status.State == swarm.TaskStateComplete && unhealthy != "":
+		return s + "unhealthy: " + unhealthy + "; Swarm stopped it before the monitor period was over"
+	case t.Status.State == swarm.TaskStateComplete && checked && code == 0:
 		// Within the monitor period a task that ended counts as failed.
-		s += fmt.Sprintf("ended with exit code %d before the monitor period was over", code)
+		return s + "ended with exit code 0 before the monitor period was over; Swarm stops a container that fails its healthcheck this way, so check the service's healthcheck"
+	case t.Status.State == swarm.TaskStateComplete:
+		return s + fmt.Sprintf("ended with exit code %d before the monitor period was over", code)
 	case t.Status.Err != "":
 		s += string(t.Status.State) + ": " + t.Status.Err
 	default:
