@@ -36,15 +36,7 @@ func (r *Runtime) Prepare(ctx context.Context, p *runtime.Plan) error {
 			return err
 		}
 	}
-	for _, name := range p.Order {
-		spec, err := specOf(p, name)
-		if err != nil {
-			return err
-		}
-		cs := spec.TaskTemplate.ContainerSpec
-		if cs == nil {
-			continue
-		}
+	return eachContainer(p, func(name string, cs *swarm.ContainerSpec) error {
 		for _, ref := range cs.Secrets {
 			if err := r.secret(ctx, p, name, ref.SecretName, labels); err != nil {
 				return err
@@ -52,6 +44,23 @@ func (r *Runtime) Prepare(ctx context.Context, p *runtime.Plan) error {
 		}
 		for _, c := range p.Services[name].Config.Configs {
 			if err := r.config(ctx, p, c.Source, labels); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// eachContainer calls fn with the container spec of each of p's services,
+// in order, until it returns an error.
+func eachContainer(p *runtime.Plan, fn func(service string, cs *swarm.ContainerSpec) error) error {
+	for _, name := range p.Order {
+		spec, err := specOf(p, name)
+		if err != nil {
+			return err
+		}
+		if cs := spec.TaskTemplate.ContainerSpec; cs != nil {
+			if err := fn(name, cs); err != nil {
 				return err
 			}
 		}

@@ -21,21 +21,17 @@ import (
 func refs(plans []*runtime.Plan) (secrets, configs map[string]bool, err error) {
 	secrets, configs = map[string]bool{}, map[string]bool{}
 	for _, p := range plans {
-		for _, name := range p.Order {
-			spec, err := specOf(p, name)
-			if err != nil {
-				return nil, nil, err
-			}
-			cs := spec.TaskTemplate.ContainerSpec
-			if cs == nil {
-				continue
-			}
+		err := eachContainer(p, func(_ string, cs *swarm.ContainerSpec) error {
 			for _, s := range cs.Secrets {
 				secrets[s.SecretName] = true
 			}
 			for _, c := range cs.Configs {
 				configs[c.ConfigName] = true
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
 		}
 	}
 	return secrets, configs, nil
@@ -121,15 +117,7 @@ func (r *Runtime) Prune(ctx context.Context, project, env string, keep []*runtim
 // a source that holds the value it had when p was deployed. Configs are
 // made again from the content stored with the plan.
 func (r *Runtime) Check(ctx context.Context, p *runtime.Plan) error {
-	for _, name := range p.Order {
-		spec, err := specOf(p, name)
-		if err != nil {
-			return err
-		}
-		cs := spec.TaskTemplate.ContainerSpec
-		if cs == nil {
-			continue
-		}
+	return eachContainer(p, func(name string, cs *swarm.ContainerSpec) error {
 		for _, ref := range cs.Secrets {
 			_, _, err := r.c.SecretInspectWithRaw(ctx, ref.SecretName)
 			switch {
@@ -152,8 +140,8 @@ func (r *Runtime) Check(ctx context.Context, p *runtime.Plan) error {
 					runtime.ErrSecretUnavailable, name, m.Name, m.Source(), why)
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // mountOf finds the secret of a plan's service whose object on the swarm
