@@ -162,6 +162,12 @@ command -v git >/dev/null || fail "git is not installed; install it (apt-get ins
 command -v go >/dev/null || fail "go is not installed; run \`make deps\`"
 command -v curl >/dev/null || fail "curl is not installed; install it (apt-get install curl)"
 docker info >/dev/null 2>&1 || fail "no Docker engine answers; run \`make deps\` to start one"
+command -v flock >/dev/null || fail "flock is not installed; install it (apt-get install util-linux)"
+
+# One demo at a time on this engine, from any checkout: the cleanup below
+# removes every hello, shop and hello-bg container, another run's too.
+exec 8>>/tmp/gantry-demo.lock
+flock -n 8 || fail "another gantry demo runs on this machine (it holds /tmp/gantry-demo.lock); wait for it to end, then run again"
 
 if [ "${1:-}" = "--clean" ]; then
 	cleanup
