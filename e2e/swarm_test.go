@@ -100,3 +100,67 @@ func TestSwarmCrashIsRecovered(t *testing.T) {
 		})
 	}
 }
+
+// TestSwarmKeepReleasesPrunes: with keep_releases 0, gantry deploy prunes
+// the secret of a release that neither the serving release nor any
+// service's PreviousSpec uses, says so, and gantry rollback --to that
+// release is refused with exit 2 once the secret's source holds another
+// value, changing nothing.
+func TestSwarmKeepReleasesPrunes(t *testing.T) {
+	sc := testenv.Swarm(t)
+	img := map[string]string{}
+	for _, tag := range []string{testenv.Healthy, "healthy-v2"} {
+		img[tag] = testenv.PushImage(t, sc.Manager, testenv.Image(t, tag), sc.Registry, "gantry-test/app:"+tag)
+	}
+	p := newProject(t, "swkeep", strings.ReplaceAll(`
+project: PROJECT
+compose: compose.yaml
+environments:
+  staging:
+    swarm: SWARM
+    keep_releases: 0
+    health: { window: 90s, min_healthy: 1s }
+`, "SWARM", sc.Host), `
+services:
+  web:
+    image: placeholder
+    healthcheck: { test: [CMD, /app, check], interval: 1s, timeout: 3s, retries: 3 }
+    secrets: [token]
+secrets:
+  token: { environment: TOKEN }
+`)
+	p.env = []string{"TOKEN=tok-value-one"}
+	p.deploy(0, "staging", "--release", "1.0.0", "--image", "web="+img[testenv.Healthy])
+	p.env = []string{"TOKEN=tok-value-two"}
+	p.deploy(0, "staging", "--release", "2.0.0", "--image", "web="+img["healthy-v2"])
+	p.env = []string{"TOKEN=tok-value-three"}
+	r := p.run("deploy", "staging", "--release", "3.0.0", "--image", "web="+img[testenv.Healthy])
+	if r.code != 0 {
+		t.Fatalf("deploy 3.0.0: %s", r)
+	}
+	// 1.0.0's secret: neither 3.0.0 nor web's PreviousSpec (2.0.0) uses it.
+	if !strings.Contains(r.stderr, "pruned what neither 3.0.0 nor the last 0 releases before it use (keep_releases): secret "+p.name+"-staging_token_") {
+		t.Errorf("deploy 3.0.0 does not say it pruned 1.0.0's secret:\n%s", r.stderr)
+	}
+	secrets, err := sc.Manager.SecretList(context.Background(), swarm.SecretListOptions{Filters: filters.NewArgs(filters.Arg("label", "io.gantry.project="+p.name))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(secrets) != 2 {
+		t.Errorf("%d secrets of the project on the swarm after 3.0.0, want 2 (3.0.0's, and 2.0.0's in web's PreviousSpec)", len(secrets))
+	}
+
+	r = p.run("rollback", "staging", "--to", "1.0.0")
+	if r.code != 2 || !strings.Contains(r.stderr, "release 1.0.0 cannot run") || !strings.Contains(r.stderr, "environment variable TOKEN: it holds another value now") {
+		t.Fatalf("rollback --to 1.0.0, whose secret was pruned: want exit 2 saying why, got %s", r)
+	}
+	if strings.Contains(r.stdout+r.stderr, "tok-value") {
+		t.Errorf("the refusal shows a secret value:\n%s", r)
+	}
+	if st := p.status("staging"); st.Release != "3.0.0" || len(st.Services) != 1 || st.Services[0].Release != "3.0.0" || st.Services[0].State != "running" {
+		t.Errorf("after the refused rollback: release %s, services %+v; want 3.0.0 running", st.Release, st.Services)
+	}
+	if h := p.history("staging"); len(h) != 3 {
+		t.Errorf("the refused rollback left %d deployments in the history, want 3", len(h))
+	}
+}

@@ -359,7 +359,7 @@ func (e *Engine) needSecrets(ctx context.Context, plan *runtime.Plan) error {
 		// The swarm may hold the secret still (keep_releases).
 		if err := o.Check(ctx, plan); err != nil {
 			if errors.Is(err, runtime.ErrSecretUnavailable) {
-				return inputError("release %s cannot be restored: %v", plan.Release, err)
+				return inputError("release %s cannot run: %v", plan.Release, err)
 			}
 			return err
 		}

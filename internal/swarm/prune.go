@@ -136,7 +136,7 @@ func (r *Runtime) Check(ctx context.Context, p *runtime.Plan) error {
 				if why == nil {
 					why = errors.New("gantry has not read it")
 				}
-				return fmt.Errorf("%w: service %s: secret %s is no longer on the swarm (gantry removes the secrets of releases older than keep_releases) and gantry cannot make it again from %s: %v; restore the value it had, or deploy a new release",
+				return fmt.Errorf("%w: service %s: secret %s is not on the swarm (gantry removes the secrets of releases older than keep_releases), and gantry cannot make it from %s: %v; restore the value it had, or deploy a new release",
 					runtime.ErrSecretUnavailable, name, m.Name, m.Source(), why)
 			}
 		}

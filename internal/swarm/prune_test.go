@@ -136,7 +136,7 @@ func TestPruneKeepsReleases(t *testing.T) {
 	// nothing changes.
 	hist, _ := f.st.History(ctx, f.project, "staging", 0)
 	_, err = f.eng.Rollback(rctx, f.project, m.Env, "1.0.0")
-	if !errors.Is(err, deploy.ErrInput) || !strings.Contains(err.Error(), "no longer on the swarm") || !strings.Contains(err.Error(), "another value") {
+	if !errors.Is(err, deploy.ErrInput) || !strings.Contains(err.Error(), "is not on the swarm") || !strings.Contains(err.Error(), "another value") {
 		t.Fatalf("rollback to 1.0.0, whose secret was pruned and whose source changed: err = %v, want bad input saying so", err)
 	}
 	t.Logf("refused: %v", err)
