@@ -179,6 +179,52 @@ func TestProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("client goes away", func(t *testing.T) {
+		// A client that gives up on a long request ends the proxy's wait
+		// for the upstream at once (counted 499, in 4xx; not an upstream
+		// error), over HTTP/1.1, HTTP/1.1 over TLS and HTTP/2.
+		h1tls := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+		h2 := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+		for _, tc := range []struct {
+			name, base string
+			tr         *http.Transport
+			proto      int
+		}{
+			{"HTTP/1.1", rp.http, &http.Transport{}, 1},
+			{"HTTP/1.1 over TLS", rp.https, h1tls, 1},
+			{"HTTP/2", rp.https, h2, 2},
+		} {
+			defer tc.tr.CloseIdleConnections()
+			// A first request opens the connection, so that the one
+			// given up on goes over a kept-alive one.
+			if resp, _ := get(t, &http.Client{Transport: tc.tr}, tc.base, "shop.test", "/"); resp.ProtoMajor != tc.proto {
+				t.Fatalf("%s: answered over %s", tc.name, resp.Proto)
+			}
+			gone := p.m.requests.WithLabelValues("prod", "web", "web-1", "4xx")
+			before := testutil.ToFloat64(gone)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, tc.base+"/slow?d=8s", nil)
+			req.Host = "shop.test"
+			if _, err := (&http.Client{Transport: tc.tr}).Do(req); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("%s: the request given up on: %v", tc.name, err)
+			}
+			cancel()
+			deadline := time.Now().Add(3 * time.Second)
+			for testutil.ToFloat64(gone) == before && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if n := testutil.ToFloat64(gone); n != before+1 {
+				t.Errorf("%s: 4xx of web-1 went from %v to %v within 3s of the client going; want one more (499), long before the upstream's 8s answer", tc.name, before, n)
+			}
+			if n := testutil.ToFloat64(p.m.inflight.WithLabelValues("prod", "web")); n != 0 {
+				t.Errorf("%s: %v requests still in flight after the client went", tc.name, n)
+			}
+		}
+		if n := testutil.ToFloat64(p.m.upErrors.WithLabelValues("prod", "web", "web-1")); n != 0 {
+			t.Errorf("upstream errors of web-1 = %v; a client going away is not the upstream's failure", n)
+		}
+	})
+
 	t.Run("request bodies", func(t *testing.T) {
 		small := bytes.Repeat([]byte("a"), 512<<10)
 		sum := sha256.Sum256(small)
