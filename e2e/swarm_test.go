@@ -139,7 +139,7 @@ secrets:
 		t.Fatalf("deploy 3.0.0: %s", r)
 	}
 	// 1.0.0's secret: neither 3.0.0 nor web's PreviousSpec (2.0.0) uses it.
-	if !strings.Contains(r.stderr, "pruned what neither 3.0.0 nor the last 0 releases before it use (keep_releases): secret "+p.name+"-staging_token_") {
+	if !strings.Contains(r.stderr, "pruned what 3.0.0 does not use (keep_releases: 0): secret "+p.name+"-staging_token_") {
 		t.Errorf("deploy 3.0.0 does not say it pruned 1.0.0's secret:\n%s", r.stderr)
 	}
 	secrets, err := sc.Manager.SecretList(context.Background(), swarm.SecretListOptions{Filters: filters.NewArgs(filters.Arg("label", "io.gantry.project="+p.name))})

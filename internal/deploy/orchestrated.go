@@ -222,6 +222,17 @@ func (e *Engine) keptPlans(ctx context.Context, project, env string, keep int) (
 	return kept, nil
 }
 
+// unusedBy says which releases did not use what was pruned.
+func unusedBy(release string, keep int) string {
+	switch keep {
+	case 0:
+		return release + " does not use"
+	case 1:
+		return "neither " + release + " nor the release before it uses"
+	}
+	return fmt.Sprintf("neither %s nor the %d releases before it use", release, keep)
+}
+
 // pruneOrchestrated removes, once deployment d committed, the secrets and
 // configs on the runtime that neither d's release nor the keep releases
 // that succeeded before it refers to. Those older releases can still be
@@ -251,8 +262,7 @@ func (e *Engine) pruneOrchestrated(ctx context.Context, o runtime.Orchestrator, 
 	removed, err := o.Prune(ctx, d.Project, d.Env, plans)
 	if len(removed) > 0 {
 		e.step(ctx, d.ID, "", "prune", strings.Join(removed, ", "))
-		e.report.Note(fmt.Sprintf("pruned what neither %s nor the last %d releases before it use (keep_releases): %s",
-			d.Release, keep, strings.Join(removed, ", ")))
+		e.report.Note(fmt.Sprintf("pruned what %s (keep_releases: %d): %s", unusedBy(d.Release, keep), keep, strings.Join(removed, ", ")))
 	}
 	if err != nil {
 		e.log.Warn("pruning old secrets and configs failed", "err", err)
