@@ -10,8 +10,9 @@
 # (GOMAXPROCS = the CPUs), and with GOMAXPROCS=1, one thread running Go
 # code, the CPU allowance of nginx's one worker.
 #
-# Each target is measured two ways, in rounds that alternate the order of
-# the targets; the median of each figure is reported:
+# Each target is measured two ways, after an uncounted 2 s warm-up, in
+# rounds that alternate the order of the targets; the median of each
+# figure is reported:
 #   - throughput: 32 connections (saturation), requests/s, and the CPU time
 #     the proxy process spent per request (user + system, from /proc; less
 #     moved by the other work on the machine than requests/s are);
@@ -215,6 +216,11 @@ bench_upstream() {
 	url_of() { [ "$1" = direct ] && echo "http://$up/version" || echo "http://127.0.0.1:$2/version"; }
 
 	local n=${#targets[@]}
+	# A warm-up of each target, not counted: upstream connections opened,
+	# caches and heaps grown.
+	for ((i = 0; i < n; i++)); do
+		wrk -t1 -c"$CONNS" -d2s "$(url_of "${targets[$i]}" "${ports[$i]}")" >/dev/null 2>&1 || true
+	done
 	echo
 	echo "bench: $name upstream at $up; $ROUNDS rounds, the targets in a different order each round;"
 	echo "  throughput: wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s (saturation); latency: wrk -t1 -c1 -d${LAT_SECONDS}s (one request at a time)"
