@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gantryhq/gantry/internal/testenv"
 )
 
 // gantryRouted routes web through the gantry proxy on the project's port.
@@ -72,7 +75,18 @@ func TestBlueGreenCrashIsRecovered(t *testing.T) {
 				t.Fatalf("gantry should have been killed at %s: %s", tc.point, r)
 			}
 			p.env = nil
-			if st := p.status("staging"); st.Release != tc.want {
+			// The recovery (run by the next command) loses no request:
+			// a route the killed gantry switched goes back before the new
+			// container is removed.
+			load := testenv.StartLoad(t, fmt.Sprintf("http://127.0.0.1:%d/version", p.port), "", 50, 30*time.Second, nil)
+			time.Sleep(200 * time.Millisecond)
+			st := p.status("staging")
+			time.Sleep(200 * time.Millisecond)
+			load.Stop()
+			if lr := load.Wait(); lr.Failed != 0 {
+				t.Errorf("%d of %d requests failed during the recovery: %v", lr.Failed, lr.Total, lr.Errors)
+			}
+			if st.Release != tc.want {
 				t.Fatalf("after recovery the record says %q serves, want %q", st.Release, tc.want)
 			}
 			if v := p.version(); v != tc.want {

@@ -84,6 +84,14 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 	// A canary left on a route goes first, while its container still
 	// answers: all traffic to the stable release.
 	e.recoverCanaries(ctx, unfinished)
+	// So does a route an interrupted switch moved to a new container: back
+	// to the serving release's, which still runs (blue/green keeps it),
+	// before the new one is removed below.
+	if plan != nil && !e.orchestrated() {
+		if err := e.routeServing(ctx, plan); err != nil {
+			e.report.Note(fmt.Sprintf("warning: the proxy's routes of %s were not switched back before the interrupted release's containers go: %v", env, err))
+		}
+	}
 	var ids []int64
 	for _, u := range unfinished {
 		where := string(u.State)

@@ -24,7 +24,7 @@ import (
 // after it, routes its services), and it starts no container: a stopped
 // one stays stopped, as whoever stopped it wanted.
 func (e *Engine) SyncRoutes(ctx context.Context, project, env string) ([]string, error) {
-	stale, plan, err := e.staleRoutes(ctx, project, env)
+	stale, _, err := e.staleRoutes(ctx, project, env)
 	if err != nil || len(stale) == 0 {
 		return nil, err
 	}
@@ -42,7 +42,8 @@ func (e *Engine) SyncRoutes(ctx context.Context, project, env string) ([]string,
 	if u, err := e.store.Unfinished(ctx, project, env); err != nil || len(u) > 0 {
 		return nil, err
 	}
-	if stale, plan, err = e.staleRoutes(ctx, project, env); err != nil {
+	stale, plan, err := e.staleRoutes(ctx, project, env)
+	if err != nil {
 		return nil, err
 	}
 	var synced []string
