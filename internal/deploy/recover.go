@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -18,12 +17,8 @@ import (
 // live gantry holds the environment, Recover leaves it alone.
 func (e *Engine) Recover(ctx context.Context, project, env string) (_ []int64, err error) {
 	defer func() { err = e.redact.Error(err) }()
-	lock, err := e.store.Acquire(ctx, project, env, "recover")
-	var locked *store.LockedError
-	if errors.As(err, &locked) {
-		return nil, nil
-	}
-	if err != nil {
+	lock, err := e.store.TryAcquire(ctx, project, env, "recover")
+	if lock == nil || err != nil {
 		return nil, err
 	}
 	defer lock.Release()

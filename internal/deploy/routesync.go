@@ -8,7 +8,6 @@ import (
 
 	"github.com/gantryhq/gantry/internal/proxy"
 	"github.com/gantryhq/gantry/internal/runtime"
-	"github.com/gantryhq/gantry/internal/store"
 )
 
 // Docker gives a container a new ephemeral host port each time it starts:
@@ -28,12 +27,8 @@ func (e *Engine) SyncRoutes(ctx context.Context, project, env string) ([]string,
 	if err != nil || len(stale) == 0 {
 		return nil, err
 	}
-	lock, err := e.store.Acquire(ctx, project, env, "route-sync")
-	var locked *store.LockedError
-	if errors.As(err, &locked) {
-		return nil, nil
-	}
-	if err != nil {
+	lock, err := e.store.TryAcquire(ctx, project, env, "route-sync")
+	if lock == nil || err != nil {
 		return nil, err
 	}
 	defer lock.Release()

@@ -60,6 +60,17 @@ type Lock struct {
 	Stale *Holder
 }
 
+// TryAcquire is Acquire for work that another time will do as well: when
+// a live process holds the lock it returns a nil lock and no error.
+func (s *Store) TryAcquire(ctx context.Context, project, env, purpose string) (*Lock, error) {
+	l, err := s.Acquire(ctx, project, env, purpose)
+	var locked *LockedError
+	if errors.As(err, &locked) {
+		return nil, nil
+	}
+	return l, err
+}
+
 // Acquire takes the deploy lock of an environment. A lock held by a process
 // that is gone (same host, pid not alive) or that stopped its heartbeat is
 // taken over, and reported in Lock.Stale.
