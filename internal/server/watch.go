@@ -314,11 +314,21 @@ func interesting(action events.Action) bool {
 	return true
 }
 
+// swarmResync is how often the watcher of a swarm environment reads its
+// services and tasks, whatever the events.
+const swarmResync = 3 * time.Second
+
 // run follows the environment until ctx ends.
 func (w *watcher) run(ctx context.Context) {
 	log := w.s.log.With("env", w.env)
 	w.refresh(ctx)
-	resync := time.NewTicker(w.s.opts.Resync)
+	every := w.s.opts.Resync
+	if w.envCfg.IsSwarm() {
+		// A swarm's manager reports no event for a task on a worker
+		// (docs/swarm.md): its task list is read more often instead.
+		every = min(every, swarmResync)
+	}
+	resync := time.NewTicker(every)
 	defer resync.Stop()
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
