@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -321,5 +322,46 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSyncEndsAnOrphanCanary: a canary left on a route with no deployment
+// running it (the proxy was down when its deployment aborted it) is ended
+// by the route sync, all traffic back to the serving release; while a
+// gantry holds the environment it is left alone.
+func TestSyncEndsAnOrphanCanary(t *testing.T) {
+	b := newBGEnv(t, strings.Replace(webCompose, "IMAGE", testenv.Image(t, testenv.Healthy), 1))
+	ctx := context.Background()
+	if _, err := b.eng.Deploy(ctx, b.m, "1.0.0", nil); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	defer gone.Close()
+	if _, err := b.proxy.SetCanary(ctx, proxy.CanaryRequest{Env: "staging", Service: "web",
+		To: proxy.Upstream{Addr: strings.TrimPrefix(gone.URL, "http://"), Release: "2.0.0"}, Weight: 50}); err != nil {
+		t.Fatal(err)
+	}
+	project, env := b.m.File.Project, b.m.Env.Name
+
+	lock, err := b.eng.store.Acquire(ctx, project, env, "deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if synced, err := b.eng.SyncRoutes(ctx, project, env); err != nil || len(synced) != 0 || b.proxy.State().Routes[0].Canary == nil {
+		t.Errorf("sync while a gantry holds the environment: %v %v, canary %+v; want nothing done", synced, err, b.proxy.State().Routes[0].Canary)
+	}
+	lock.Release()
+
+	synced, err := b.eng.SyncRoutes(ctx, project, env)
+	if err != nil || len(synced) != 1 || synced[0] != "web" {
+		t.Fatalf("sync: %v %v, want web", synced, err)
+	}
+	if c := b.proxy.State().Routes[0].Canary; c != nil {
+		t.Errorf("the orphan canary is still on the route: %+v", c)
+	}
+	for range 20 {
+		if v := b.version(); v != "1.0.0" {
+			t.Fatalf("through the proxy after the sync: %q, want 1.0.0 every time", v)
+		}
 	}
 }

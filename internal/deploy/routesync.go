@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/proxy"
@@ -17,14 +18,15 @@ import (
 // container of the environment starts.
 
 // SyncRoutes points each route of the environment at the serving release's
-// running container where it no longer does, and returns the services it
-// re-pointed. It changes nothing while another gantry holds the
-// environment or a deployment is unfinished (that gantry, or the recovery
-// after it, routes its services), and it starts no container: a stopped
-// one stays stopped, as whoever stopped it wanted.
+// running container where it no longer does, and ends a canary that no
+// deployment runs any more (the proxy was down when its deployment
+// aborted it, and came back with it from its state file); it returns the
+// services whose routes it changed. It changes nothing while another
+// gantry holds the environment or a deployment is unfinished (that gantry,
+// or the recovery after it, routes its services), and it starts no
+// container: a stopped one stays stopped, as whoever stopped it wanted.
 func (e *Engine) SyncRoutes(ctx context.Context, project, env string) ([]string, error) {
-	stale, _, err := e.staleRoutes(ctx, project, env)
-	if err != nil || len(stale) == 0 {
+	if fix, err := e.staleRoutes(ctx, project, env); err != nil || fix.none() {
 		return nil, err
 	}
 	lock, err := e.store.TryAcquire(ctx, project, env, "route-sync")
@@ -37,36 +39,58 @@ func (e *Engine) SyncRoutes(ctx context.Context, project, env string) ([]string,
 	if u, err := e.store.Unfinished(ctx, project, env); err != nil || len(u) > 0 {
 		return nil, err
 	}
-	stale, plan, err := e.staleRoutes(ctx, project, env)
+	fix, err := e.staleRoutes(ctx, project, env)
 	if err != nil {
 		return nil, err
 	}
 	var synced []string
 	var errs []error
-	for _, service := range stale {
-		if err := e.routeTo(ctx, 0, plan, service, proxy.ReasonManual); err != nil {
-			errs = append(errs, err)
+	for _, service := range fix.canaries {
+		_, err := e.proxyClient().AbortCanary(ctx, env, service, "no deployment runs this canary any more")
+		if err != nil && !errors.Is(err, proxy.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("end the canary of %s: %w", service, err))
 			continue
 		}
 		synced = append(synced, service)
 	}
+	for _, service := range fix.moved {
+		if err := e.routeTo(ctx, 0, fix.plan, service, proxy.ReasonManual); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !slices.Contains(synced, service) {
+			synced = append(synced, service)
+		}
+	}
 	return synced, errors.Join(errs...)
 }
 
-// staleRoutes returns the routed services of the serving release whose
-// running container the proxy's route does not reach, and that release's
-// plan. It only reads.
-func (e *Engine) staleRoutes(ctx context.Context, project, env string) ([]string, *runtime.Plan, error) {
+// routeFix is what SyncRoutes has to do.
+type routeFix struct {
+	// moved are the routed services of the serving release (plan) whose
+	// running container the route does not reach.
+	moved []string
+	plan  *runtime.Plan
+	// canaries are the services whose route has a canary: with the lock
+	// free and no deployment unfinished, no deployment runs it.
+	canaries []string
+}
+
+func (f routeFix) none() bool { return len(f.moved) == 0 && len(f.canaries) == 0 }
+
+// staleRoutes finds what SyncRoutes has to do. It only reads.
+func (e *Engine) staleRoutes(ctx context.Context, project, env string) (routeFix, error) {
+	var fix routeFix
 	if e.orchestrated() {
-		return nil, nil, nil
+		return fix, nil
 	}
 	serving, err := e.store.Serving(ctx, project, env)
 	if err != nil || serving == nil {
-		return nil, nil, err
+		return fix, err
 	}
 	plan, err := e.planOf(ctx, serving.PlanID)
 	if err != nil {
-		return nil, nil, err
+		return fix, err
 	}
 	routed := map[string]*runtime.Service{}
 	for _, name := range plan.Order {
@@ -75,17 +99,21 @@ func (e *Engine) staleRoutes(ctx context.Context, project, env string) ([]string
 		}
 	}
 	if len(routed) == 0 {
-		return nil, nil, nil
+		return fix, nil
 	}
 	st, err := e.proxyClient().State(ctx)
 	if err != nil {
-		return nil, nil, err
+		return fix, err
+	}
+	for _, r := range st.Routes {
+		if r.Env == env && r.Canary != nil {
+			fix.canaries = append(fix.canaries, r.Service)
+		}
 	}
 	cs, err := e.rt.Containers(ctx, project, env)
 	if err != nil {
-		return nil, nil, err
+		return fix, err
 	}
-	var stale []string
 	for _, c := range cs {
 		s := routed[c.Service]
 		if s == nil || c.PlanID != plan.ID || !c.Running() {
@@ -93,13 +121,14 @@ func (e *Engine) staleRoutes(ctx context.Context, project, env string) ([]string
 		}
 		addr, err := e.rt.Address(ctx, c.ID, s.Route.Port)
 		if err != nil {
-			return nil, nil, err
+			return fix, err
 		}
 		if !routesTo(st, env, c.Service, addr) {
-			stale = append(stale, c.Service)
+			fix.moved = append(fix.moved, c.Service)
 		}
 	}
-	return stale, plan, nil
+	fix.plan = plan
+	return fix, nil
 }
 
 // routesTo says whether the proxy sends a service's traffic to addr.
