@@ -249,3 +249,50 @@ func TestAnalysisUnreachablePrometheusRollsBack(t *testing.T) {
 		t.Errorf("serving %s, want 1.0.0", v)
 	}
 }
+
+// TestAnalysisWatchInterruptedIsRecorded: gantry is killed (SIGKILL) in
+// the watch window of a release that passed its gate. The release keeps
+// serving; the record said the analysis was running, and the next command
+// records it interrupted and says so.
+func TestAnalysisWatchInterruptedIsRecorded(t *testing.T) {
+	p, _, _ := analysisProject(t, "60s")
+	traffic(t, p.port)
+	cmd, _, errb := p.start("deploy", "staging", "--release", "1.0.0", "--image", "web=IMG_healthy")
+	waitFor(t, 60*time.Second, "1.0.0 to pass its health gate", func() bool {
+		for _, h := range p.history("staging") {
+			if h.Release == "1.0.0" && h.State == "succeeded" {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, 10*time.Second, "the record to say the analysis runs", func() bool {
+		a := p.status("staging").LastAnalysis
+		return a != nil && a.Release == "1.0.0" && a.Analysis.Phase == analysis.Running
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	t.Logf("the killed deploy said:\n%s", errb)
+
+	r := p.run("status", "staging", "--output", "json")
+	if r.code != 0 || !strings.Contains(r.stderr, "watch window was cut short") {
+		t.Fatalf("the command after the kill should say the watch was cut short: %s", r)
+	}
+	var st deploy.Status
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Release != "1.0.0" || st.LastAnalysis == nil || st.LastAnalysis.Analysis.Phase != analysis.Interrupted ||
+		!strings.Contains(st.LastAnalysis.Analysis.Reason, "not watched since") {
+		t.Errorf("after the kill: serving %q, analysis %+v; want 1.0.0 serving, its analysis interrupted", st.Release, st.LastAnalysis)
+	}
+	if v := p.version(); v != "1.0.0" {
+		t.Errorf("serving %q, want 1.0.0 (an interrupted watch is no verdict)", v)
+	}
+	// Recorded once: the next command has nothing to say.
+	if r := p.run("status", "staging"); strings.Contains(r.stderr, "cut short") {
+		t.Errorf("the interrupted watch was reported again: %s", r)
+	}
+}

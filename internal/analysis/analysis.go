@@ -32,12 +32,15 @@ import (
 type Phase string
 
 // The phases. A measurement is successful, failed or inconclusive; a check
-// and an analysis are running until they are one of those.
+// and an analysis are running until they are one of those. An analysis
+// whose gantry stopped while it watched (kill -9) is recorded as
+// interrupted by the next gantry: no verdict, the release kept serving.
 const (
 	Running      Phase = "running"
 	Successful   Phase = "successful"
 	Failed       Phase = "failed"
 	Inconclusive Phase = "inconclusive"
+	Interrupted  Phase = "interrupted"
 )
 
 func (p Phase) String() string { return string(p) }

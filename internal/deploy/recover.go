@@ -40,6 +40,7 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 		return nil, err
 	}
 	if len(unfinished) == 0 {
+		e.closeInterruptedWatch(ctx, project, env)
 		// Secret files of containers removed behind gantry's back (or by
 		// a gantry killed between a container and its secrets) go here.
 		e.sweepSecrets(ctx, project, env)

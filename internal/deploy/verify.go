@@ -176,6 +176,10 @@ func (e *Engine) watchCommitted(ctx context.Context, ver Verification, d *store.
 	if ver == nil {
 		return res, false, nil
 	}
+	// The record says the analysis runs: a gantry killed in the window
+	// leaves it so, and the next one records it interrupted
+	// (closeInterruptedWatch).
+	res.Analysis = ver.Report()
 	e.setResult(ctx, d.ID, res)
 	if f := e.watch(ctx, ver, d, res); f != nil {
 		res.Failure = f
@@ -192,4 +196,24 @@ func (e *Engine) watchCommitted(ctx context.Context, ver Verification, d *store.
 	res.DurationSeconds = time.Since(start).Seconds()
 	e.setResult(context.WithoutCancel(ctx), d.ID, res)
 	return res, false, nil
+}
+
+// closeInterruptedWatch records the end of a watch window that ended with
+// its gantry (kill -9, a lost machine): the serving deployment's analysis
+// is still running in the record, and no live gantry watches it, since the
+// caller holds the environment. The release keeps serving; the record and
+// the next command say that nothing watched the rest of its window.
+func (e *Engine) closeInterruptedWatch(ctx context.Context, project, env string) {
+	d, err := e.store.Serving(ctx, project, env)
+	if err != nil || d == nil {
+		return
+	}
+	var res Result
+	if json.Unmarshal(d.Result, &res) != nil || res.Analysis == nil || res.Analysis.Phase.Done() {
+		return
+	}
+	res.Analysis.Phase = analysis.Interrupted
+	res.Analysis.Reason = fmt.Sprintf("the watch window was cut short: gantry pid %d stopped while it watched release %s; the release kept serving, not watched since", d.PID, d.Release)
+	e.setResult(ctx, d.ID, &res)
+	e.report.Note(fmt.Sprintf("warning: deployment %d (release %s): %s; check its health (gantry health %s) or deploy again", d.ID, d.Release, res.Analysis.Reason, env))
 }
