@@ -239,7 +239,7 @@ func (e *Engine) planOf(ctx context.Context, planID int64) (*runtime.Plan, error
 	if err != nil {
 		return nil, err
 	}
-	return decodePlan(row.Plan, planID)
+	return DecodePlan(row.Plan, planID)
 }
 
 // routedStrategy names a routed service's strategy in results.

@@ -353,7 +353,7 @@ func (e *Engine) recoverCanaries(ctx context.Context, unfinished []*store.Deploy
 		if err != nil {
 			continue
 		}
-		plan, err := decodePlan(row.Plan, u.PlanID)
+		plan, err := DecodePlan(row.Plan, u.PlanID)
 		if err != nil {
 			continue
 		}

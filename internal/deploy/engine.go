@@ -324,7 +324,7 @@ func (e *Engine) Rollback(ctx context.Context, project string, env *config.Envir
 	if err != nil {
 		return nil, err
 	}
-	plan, err := decodePlan(planRow.Plan, target.PlanID)
+	plan, err := DecodePlan(planRow.Plan, target.PlanID)
 	if err != nil {
 		return nil, err
 	}

@@ -91,7 +91,7 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d 
 		if err != nil {
 			return nil, err
 		}
-		if prevPlan, err = decodePlan(row.Plan, prev.PlanID); err != nil {
+		if prevPlan, err = DecodePlan(row.Plan, prev.PlanID); err != nil {
 			return nil, err
 		}
 		e.loadSecrets(prevPlan)
@@ -251,7 +251,7 @@ func (e *Engine) pruneOrchestrated(ctx context.Context, o runtime.Orchestrator, 
 		row, err := e.store.Get(ctx, id)
 		if err == nil {
 			var p *runtime.Plan
-			if p, err = decodePlan(row.Plan, id); err == nil {
+			if p, err = DecodePlan(row.Plan, id); err == nil {
 				plans = append(plans, p)
 				continue
 			}

@@ -1,12 +1,14 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
@@ -138,11 +140,52 @@ func encodePlan(p *runtime.Plan) (json.RawMessage, error) {
 	return b, nil
 }
 
-func decodePlan(raw json.RawMessage, id int64) (*runtime.Plan, error) {
+// DecodePlan reads the plan stored with deployment id.
+func DecodePlan(raw json.RawMessage, id int64) (*runtime.Plan, error) {
+	raw, err := numericFileModes(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decode plan of deployment %d: %w", id, err)
+	}
 	var p runtime.Plan
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return nil, fmt.Errorf("decode plan of deployment %d: %w", id, err)
 	}
 	p.ID = id
 	return &p, nil
+}
+
+// numericFileModes turns the file modes of a stored plan's configs and
+// secrets back into numbers. compose-go writes a FileMode to JSON as a
+// quoted octal string ("0440") and has no way to read that back, so a plan
+// with a `mode:` on a service's config could not be decoded again (for a
+// rollback, a recovery or status).
+func numericFileModes(raw json.RawMessage) (json.RawMessage, error) {
+	if !bytes.Contains(raw, []byte(`"mode":"`)) {
+		return raw, nil
+	}
+	var plan map[string]any
+	if err := json.Unmarshal(raw, &plan); err != nil {
+		return nil, err
+	}
+	services, _ := plan["services"].(map[string]any)
+	for name, s := range services {
+		svc, _ := s.(map[string]any)
+		cfg, _ := svc["config"].(map[string]any)
+		for _, key := range []string{"configs", "secrets"} {
+			refs, _ := cfg[key].([]any)
+			for _, r := range refs {
+				ref, _ := r.(map[string]any)
+				mode, ok := ref["mode"].(string)
+				if !ok {
+					continue
+				}
+				n, err := strconv.ParseInt(mode, 8, 64)
+				if err != nil {
+					return nil, fmt.Errorf("service %s: %s mode %q is not an octal file mode", name, key, mode)
+				}
+				ref["mode"] = n
+			}
+		}
+	}
+	return json.Marshal(plan)
 }

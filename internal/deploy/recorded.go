@@ -90,7 +90,7 @@ func (e *Engine) DeployRecorded(ctx context.Context, d *store.Deployment, env *c
 	if err := e.rt.Ping(ctx); err != nil {
 		return nil, err
 	}
-	plan, err := decodePlan(d.Plan, d.PlanID)
+	plan, err := DecodePlan(d.Plan, d.PlanID)
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,7 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 		if err != nil {
 			return nil, err
 		}
-		if plan, err = decodePlan(row.Plan, serving.PlanID); err != nil {
+		if plan, err = DecodePlan(row.Plan, serving.PlanID); err != nil {
 			return nil, err
 		}
 		e.loadSecrets(plan)

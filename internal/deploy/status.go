@@ -151,7 +151,7 @@ func (e *Engine) serving(ctx context.Context, st *Status) (*runtime.Plan, error)
 	}
 	var plan *runtime.Plan
 	if row, err := e.store.Get(ctx, serving.PlanID); err == nil {
-		plan, _ = decodePlan(row.Plan, serving.PlanID)
+		plan, _ = DecodePlan(row.Plan, serving.PlanID)
 	}
 	return plan, nil
 }

@@ -205,15 +205,15 @@ func (p *Promoter) Request(ctx context.Context, actor Actor, from, to, release s
 	if err != nil {
 		return nil, err
 	}
-	var plan runtime.Plan
-	if err := json.Unmarshal(row.Plan, &plan); err != nil {
-		return nil, fmt.Errorf("plan of deployment %d: %w", source.PlanID, err)
+	plan, err := deploy.DecodePlan(row.Plan, source.PlanID)
+	if err != nil {
+		return nil, err
 	}
 	m, err := p.file.Resolve(ctx, to)
 	if err != nil {
 		return nil, err
 	}
-	images, err := pin(ctx, p.copy, from, &plan, m, release)
+	images, err := pin(ctx, p.copy, from, plan, m, release)
 	if err != nil {
 		return nil, err
 	}
