@@ -130,6 +130,37 @@ func TestCanaryAbortedByErrorRate(t *testing.T) {
 	}
 }
 
+// TestCanaryAbortedByLatency: a release that answers every request 300 ms
+// late (its health check stays fast) takes half the traffic as a canary
+// and is aborted by its p99 over max_p99, with no request failed.
+func TestCanaryAbortedByLatency(t *testing.T) {
+	p := newProject(t, "canaryslow", strings.Replace(strings.Replace(gantryCanary, "STEPS", "[{ weight: 50, pause: 10s }]", 1),
+		"abort: { max_error_ratio: 0.1, min_requests: 10, interval: 250ms }", "abort: { max_error_ratio: 0.1, max_p99: 150ms, min_requests: 10, interval: 250ms }", 1), webRouted)
+	p.startProxy()
+	p.deploy(0, "staging", "--release", "1.0.0")
+	p.write("compose.yaml", webRouted+"    environment:\n      APP_DELAY: 300ms\n")
+	load := testenv.StartLoad(t, fmt.Sprintf("http://127.0.0.1:%d/version", p.port), "", 50, 20*time.Second, releaseOrOwn)
+	time.Sleep(300 * time.Millisecond)
+	res := p.deploy(3, "staging", "--release", "2.0.0", "--image", "web=IMG_healthy-v2")
+	load.Stop()
+	if lr := load.Wait(); lr.Failed != 0 || lr.ByKey["2.0.0"] == 0 {
+		t.Errorf("load: %d of %d failed (%v), answered by %v; want none failed and some from the slow canary", lr.Failed, lr.Total, lr.Errors, lr.ByKey)
+	}
+	f := res.Failure
+	if res.State != store.RolledBack || f == nil || f.Canary == nil {
+		t.Fatalf("want rolled back by the canary: %+v (failure %+v)", res, f)
+	}
+	if c := f.Canary; c.Verdict != deploy.CanaryLatency || c.Canary.P99 < 300*time.Millisecond || c.Stable.P99 >= 150*time.Millisecond {
+		t.Errorf("the record's figures: verdict %s, canary p99 %s, stable p99 %s; want latency, >= 300ms, < 150ms", c.Verdict, c.Canary.P99, c.Stable.P99)
+	}
+	if !strings.Contains(res.Reason, "over max_p99 150ms") {
+		t.Errorf("reason %q does not name the threshold", res.Reason)
+	}
+	if v := p.version(); v != "1.0.0" {
+		t.Errorf("after the abort the proxy sends traffic to %q", v)
+	}
+}
+
 // TestCanaryPromoted: a healthy release goes through two short steps under
 // load and is promoted; the old release is drained, and nothing failed.
 func TestCanaryPromoted(t *testing.T) {

@@ -12,7 +12,9 @@
 // It exports http_requests_total{code,version} at /metrics for Prometheus,
 // and can be told to fail a share of its requests (POST /errors?rate=0.5,
 // or APP_ERROR_RATE) while its health check stays green: the release that
-// is "healthy" but fails its users, which only analysis catches.
+// is "healthy" but fails its users, which only analysis catches. APP_DELAY
+// (like 300ms) makes it answer those requests that late: the release that
+// is healthy but slow, which a canary's max_p99 catches.
 package main
 
 import (
@@ -118,6 +120,8 @@ type config struct {
 	SecretFile string
 	DataDir    string
 	ErrorRate  float64
+	// Delay holds every counted answer back (APP_DELAY).
+	Delay time.Duration
 	// Tick, when set, prints a numbered line to stdout at that interval
 	// (APP_TICK), for tests of log streaming.
 	Tick time.Duration
@@ -154,7 +158,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	for _, d := range []struct {
 		env string
 		dst *time.Duration
-	}{{"APP_CRASH_AFTER", &c.CrashAfter}, {"APP_SLOW_FOR", &c.SlowFor}, {"APP_TICK", &c.Tick}} {
+	}{{"APP_CRASH_AFTER", &c.CrashAfter}, {"APP_SLOW_FOR", &c.SlowFor}, {"APP_TICK", &c.Tick}, {"APP_DELAY", &c.Delay}} {
 		if v := getenv(d.env); v != "" {
 			p, err := time.ParseDuration(v)
 			if err != nil || p < 0 {
@@ -235,6 +239,13 @@ func (s *server) handler() http.Handler {
 // every answer in http_requests_total.
 func (s *server) counted(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if d := s.cfg.Delay; d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		n := s.served.Add(1)
 		rate := math.Float64frombits(s.errorRate.Load())
 		// Request n fails when the running count of failures should grow:

@@ -185,6 +185,8 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{"unknown mode", map[string]string{"APP_MODE": "sleepy"}, true, nil},
 		{"bad duration", map[string]string{"APP_CRASH_AFTER": "soon"}, true, nil},
+		{"delay", map[string]string{"APP_DELAY": "300ms"}, false, func(c config) bool { return c.Delay == 300*time.Millisecond }},
+		{"bad delay", map[string]string{"APP_DELAY": "-1s"}, true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,5 +278,21 @@ func TestHealthzCountsProbes(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, body)
 		}
+	}
+}
+
+func TestDelay(t *testing.T) {
+	h := newServer(config{Version: "2.0.0", Mode: modeHealthy, Delay: 50 * time.Millisecond}, time.Now()).handler()
+	start := time.Now()
+	if code, _ := get(t, h, "/version"); code != http.StatusOK {
+		t.Fatalf("GET /version = %d", code)
+	}
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Errorf("answered in %s with APP_DELAY 50ms", took)
+	}
+	start = time.Now()
+	get(t, h, "/healthz")
+	if took := time.Since(start); took >= 50*time.Millisecond {
+		t.Errorf("the health check waited %s: the delay is for counted requests only", took)
 	}
 }
