@@ -298,12 +298,31 @@ func printProxyStatus(g *globals, st proxy.Status) {
 		if r.Previous != nil {
 			prev = orDash(r.Previous.Release) + " " + r.Previous.Addr
 		}
+		if c := r.Canary; c != nil {
+			state = fmt.Sprintf("canary %d%%", c.Weight)
+		}
 		if _, ok := st.Maintenance[r.Env]; ok {
 			state = "maintenance"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Env, r.Service, host, r.Path, rel, up, inflight, prev, state)
 	}
 	tw.Flush()
+	for _, r := range st.Routes {
+		c := r.Canary
+		if c == nil {
+			continue
+		}
+		sticky := "each request drawn at random"
+		switch {
+		case c.Sticky.Header != "":
+			sticky = "sticky by header " + c.Sticky.Header
+		case c.Sticky.Cookie != "":
+			sticky = "sticky by cookie " + c.Sticky.Cookie
+		}
+		fmt.Fprintf(g.stdout, "canary: %s/%s release %s at %s takes %d%% (step %d, since %s), %s; %d in flight\n",
+			r.Env, r.Service, orDash(c.Upstream.Release), c.Upstream.Addr, c.Weight, c.Step, c.StepStarted.Local().Format(time.TimeOnly),
+			sticky, st.InFlight[r.Env+"/"+r.Service+"/"+c.Upstream.Addr])
+	}
 	var draining []string
 	for k, n := range st.InFlight {
 		if !activeKey(st, k) {
@@ -319,6 +338,9 @@ func printProxyStatus(g *globals, st proxy.Status) {
 func activeKey(st proxy.Status, k string) bool {
 	for _, r := range st.Routes {
 		if r.Upstream != nil && r.Env+"/"+r.Service+"/"+r.Upstream.Addr == k {
+			return true
+		}
+		if r.Canary != nil && r.Env+"/"+r.Service+"/"+r.Canary.Upstream.Addr == k {
 			return true
 		}
 	}

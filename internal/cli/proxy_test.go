@@ -98,6 +98,23 @@ environments:
 	if out, _, code := run(t, dir, "proxy", "status"); code != 0 || !strings.Contains(out, "staging  web      shop.test  /     1.4.0") {
 		t.Errorf("proxy status: exit %d\n%s", code, out)
 	}
+	// A canary (as a deploy sets it through the admin socket) shows.
+	canary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "canary") }))
+	defer canary.Close()
+	admin := proxy.NewClient(proxy.AdminSocket(filepath.Join(dir, ".gantry")))
+	if _, err := admin.SetCanary(context.Background(), proxy.CanaryRequest{Env: "staging", Service: "web",
+		To: proxy.Upstream{Addr: strings.TrimPrefix(canary.URL, "http://"), Release: "1.5.0"}, Weight: 25, Step: 2,
+		Sticky: proxy.Sticky{Header: "X-User"}}); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, code := run(t, dir, "proxy", "status"); code != 0 || !strings.Contains(out, "canary 25%") ||
+		!strings.Contains(out, "canary: staging/web release 1.5.0 at "+strings.TrimPrefix(canary.URL, "http://")+" takes 25% (step 2, since ") ||
+		!strings.Contains(out, "sticky by header X-User; 0 in flight") || strings.Contains(out, "draining") {
+		t.Errorf("proxy status with a canary: exit %d\n%s", code, out)
+	}
+	if _, err := admin.AbortCanary(context.Background(), "staging", "web", "test"); err != nil {
+		t.Fatal(err)
+	}
 	if _, errb, code := run(t, dir, "proxy", "maintenance", "staging", "on", "--message", "Back soon."); code != 0 {
 		t.Fatalf("maintenance on: %d %s", code, errb)
 	}
