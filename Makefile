@@ -53,7 +53,7 @@ lint: ## gofmt, go vet and staticcheck
 		GOBIN="$(GOBIN_DIR)" go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); fi
 	staticcheck ./...
 
-clean: ## remove bin/ and Docker objects labelled io.gantry.test=1
+clean: ## remove bin/ and Docker objects (containers, networks, volumes, images) labelled io.gantry.test=1
 	rm -rf bin
 	@if docker info >/dev/null 2>&1; then \
 		ids="$$(docker ps -aq --filter label=$(TEST_LABEL))"; \
@@ -62,4 +62,8 @@ clean: ## remove bin/ and Docker objects labelled io.gantry.test=1
 		if [ -n "$$ids" ]; then echo "clean: removing networks: $$(echo $$ids | wc -w)"; docker network rm $$ids >/dev/null; fi; \
 		ids="$$(docker volume ls -q --filter label=$(TEST_LABEL))"; \
 		if [ -n "$$ids" ]; then echo "clean: removing volumes: $$(echo $$ids | wc -w)"; docker volume rm -f $$ids >/dev/null; fi; \
+		ids="$$(docker image ls -q --filter label=$(TEST_LABEL) | sort -u)"; \
+		if [ -n "$$ids" ]; then echo "clean: removing test images (rebuilt when a test needs them): $$(echo $$ids | wc -w)"; \
+			for pass in 1 2 3 4 5; do docker image rm -f $$ids >/dev/null 2>&1 && break; \
+				ids="$$(docker image ls -q --filter label=$(TEST_LABEL) | sort -u)"; [ -n "$$ids" ] || break; done; fi; \
 	else echo "clean: no docker engine answers; skipped docker objects"; fi
