@@ -57,6 +57,23 @@ func newCanary(t *testing.T, base, steps string) *project {
 	return p
 }
 
+// onStableOnly fails the test unless the proxy has no canary on its routes
+// and 20 requests in a row are answered by want: one request could miss a
+// canary left at 50%.
+func (p *project) onStableOnly(what, want string) {
+	p.t.Helper()
+	ps := p.run("proxy", "status", "--output", "json")
+	if ps.code != 0 || strings.Contains(ps.stdout, `"canary"`) {
+		p.t.Errorf("%s: the proxy still has a canary: %s", what, ps)
+	}
+	for range 20 {
+		if v := p.version(); v != want {
+			p.t.Errorf("%s: the proxy sends traffic to %q, want %s only", what, v, want)
+			return
+		}
+	}
+}
+
 // releaseOrOwn keys an answer by the release that gave it, the bad
 // release's own 500 as "app-500", and fails the proxy's own pages (502,
 // 503: what a switch could cause) and anything else.
@@ -111,9 +128,7 @@ func TestCanaryAbortedByErrorRate(t *testing.T) {
 	if h := p.history("staging"); len(h) < 2 || h[0].State != store.RolledBack || !strings.Contains(h[0].Reason, "max_error_ratio") {
 		t.Errorf("history: %+v", h[0])
 	}
-	if v := p.version(); v != "1.0.0" {
-		t.Errorf("after the abort the proxy sends traffic to %q", v)
-	}
+	p.onStableOnly("after the abort", "1.0.0")
 	if run := p.running(); len(run) != 1 || run[0] != "web@1.0.0" {
 		t.Errorf("running after the abort: %v, want only web@1.0.0 (the canary's container removed)", run)
 	}
@@ -156,9 +171,7 @@ func TestCanaryAbortedByLatency(t *testing.T) {
 	if !strings.Contains(res.Reason, "over max_p99 150ms") {
 		t.Errorf("reason %q does not name the threshold", res.Reason)
 	}
-	if v := p.version(); v != "1.0.0" {
-		t.Errorf("after the abort the proxy sends traffic to %q", v)
-	}
+	p.onStableOnly("after the abort", "1.0.0")
 }
 
 // TestCanaryPromoted: a healthy release goes through two short steps under
@@ -287,15 +300,7 @@ func TestCanaryCrashIsRecovered(t *testing.T) {
 	if st := p.status("staging"); st.Release != "1.0.0" {
 		t.Fatalf("after recovery the record says %q serves", st.Release)
 	}
-	ps := p.run("proxy", "status", "--output", "json")
-	if ps.code != 0 || strings.Contains(ps.stdout, `"canary"`) {
-		t.Errorf("recovery should have aborted the canary: %s", ps)
-	}
-	for range 10 {
-		if v := p.version(); v != "1.0.0" {
-			t.Fatalf("after recovery the proxy sends traffic to %q", v)
-		}
-	}
+	p.onStableOnly("after recovery", "1.0.0")
 	if run := p.running(); len(run) != 1 || run[0] != "web@1.0.0" {
 		t.Errorf("running after recovery: %v", run)
 	}
@@ -315,9 +320,7 @@ func TestCanaryCrashIsRecovered(t *testing.T) {
 	if err := cmd.Wait(); err == nil || !strings.Contains(errb.String(), "aborted by alice") {
 		t.Errorf("the deploy should fail, aborted by alice: %v\n%s", err, errb)
 	}
-	if v := p.version(); v != "1.0.0" {
-		t.Errorf("after the abort: %q", v)
-	}
+	p.onStableOnly("after the abort", "1.0.0")
 
 	// Ctrl-C mid-canary: the canary is aborted before gantry exits.
 	p.env = nil
@@ -329,9 +332,7 @@ func TestCanaryCrashIsRecovered(t *testing.T) {
 	if err := cmd.Wait(); err == nil || !strings.Contains(errb.String(), "canary aborted") || !strings.Contains(errb.String(), "interrupted") {
 		t.Errorf("Ctrl-C should abort the canary and fail the deploy: %v\n%s", err, errb)
 	}
-	if v := p.version(); v != "1.0.0" {
-		t.Errorf("after Ctrl-C: %q", v)
-	}
+	p.onStableOnly("after Ctrl-C", "1.0.0")
 	if run := p.running(); len(run) != 1 || run[0] != "web@1.0.0" {
 		t.Errorf("running after Ctrl-C: %v", run)
 	}

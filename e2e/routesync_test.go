@@ -26,8 +26,19 @@ func TestProxyFollowsRestartedContainer(t *testing.T) {
 	if err != nil || len(cs) != 1 {
 		t.Fatalf("the project's containers: %v %d", err, len(cs))
 	}
+	port := func() string {
+		ci, err := p.c.ContainerInspect(ctx, cs[0].ID)
+		if err != nil || ci.NetworkSettings == nil || len(ci.NetworkSettings.Ports["8080/tcp"]) == 0 {
+			t.Fatalf("the container's published port: %v", err)
+		}
+		return ci.NetworkSettings.Ports["8080/tcp"][0].HostPort
+	}
+	before := port()
 	if err := p.c.ContainerRestart(ctx, cs[0].ID, container.StopOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	if after := port(); after == before {
+		t.Fatalf("Docker gave the restarted container its old port %s; the test cannot tell that the route followed", after)
 	}
 	waitFor(t, 15*time.Second, "the proxy to reach the restarted container", func() bool {
 		v, err := get(fmt.Sprintf("http://127.0.0.1:%d/version", p.port))

@@ -508,9 +508,11 @@ func signalCanary(cmd *cobra.Command, g *globals, env, action string) error {
 	if action == store.CanaryAbort {
 		what = fmt.Sprintf("the canary of %s (release %s, deployment %d) is aborted at %d%% (step %d/%d): all traffic goes back to the stable release", sig.Service, sig.Release, sig.Deployment, sig.Weight, sig.Step, sig.Steps)
 	}
-	fmt.Fprintf(g.stdout, "%s: %s\n", env, what)
 	if !sig.Taken {
-		fmt.Fprintf(g.stdout, "  recorded, but the deploying gantry (pid %d) has not taken it yet; it does within half a second while it runs (gantry status %s)\n", sig.PID, env)
+		fmt.Fprintf(g.stdout, "%s: requested (%s), but the deploying gantry (pid %d) has not taken it yet; it does within half a second while it runs (gantry status %s)\n",
+			env, action, sig.PID, env)
+		return nil
 	}
+	fmt.Fprintf(g.stdout, "%s: %s\n", env, what)
 	return nil
 }

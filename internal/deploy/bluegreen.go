@@ -202,7 +202,10 @@ func (e *Engine) routeTo(ctx context.Context, id int64, plan *runtime.Plan, serv
 		return fmt.Errorf("switch %s back to %s: %w", service, plan.Release, err)
 	}
 	for _, r := range st.Routes {
-		if r.Env == plan.Env && r.Service == service && r.Upstream != nil && r.Upstream.Addr == addr {
+		// A route with a canary is switched even when its release is
+		// already this one: the switch ends the canary, whose container
+		// may be about to go.
+		if r.Env == plan.Env && r.Service == service && r.Upstream != nil && r.Upstream.Addr == addr && r.Canary == nil {
 			return nil
 		}
 	}

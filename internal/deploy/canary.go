@@ -21,7 +21,8 @@ package deploy
 // killed mid-canary leaves the route with a canary, which the next
 // gantry's recovery aborts (recoverCanaries) before it removes the
 // canary's container. The environment's lock is held for the whole canary,
-// as for the watch window: another deploy to the environment waits (busy).
+// as for the watch window: another deploy to the environment is refused
+// as busy (exit 5), told who holds it.
 
 import (
 	"context"
@@ -152,12 +153,15 @@ func (e *Engine) canaryTo(ctx context.Context, d *store.Deployment, plan *runtim
 		if err := e.step(ctx, d.ID, svc.Name, phaseCanary, detail); err != nil {
 			return nil, err
 		}
+		// From the first request on, the proxy may hold the canary (a
+		// refusal or a lost answer included): an abort that finds none is
+		// a no-op.
+		started = true
 		if _, err := cl.SetCanary(ctx, proxy.CanaryRequest{Env: plan.Env, Service: svc.Name, To: proxy.Upstream{Addr: addr, Release: plan.Release},
 			Weight: st.Weight, Step: n, Sticky: proxy.Sticky{Cookie: cfg.Sticky.Cookie, Header: cfg.Sticky.Header}}); err != nil {
 			return &Failure{Service: svc.Name, Check: checkCanary, Reason: fmt.Sprintf("%s: the proxy refused the canary: %v", stepName(n, len(cfg.Steps), st.Weight), err),
 				Canary: &CanaryReport{Step: n, Steps: len(cfg.Steps), Weight: st.Weight, Verdict: CanaryProxy}}, nil
 		}
-		started = true
 		if f := e.watchStep(ctx, d, plan, svc.Name, cfg, i); f != nil {
 			return f, nil
 		}
@@ -368,6 +372,8 @@ func (e *Engine) recoverCanaries(ctx context.Context, unfinished []*store.Deploy
 			case errors.Is(err, proxy.ErrNotFound):
 				continue
 			case err != nil:
+				// routeServing, next, switches the route to the serving
+				// release, which ends the canary too.
 				e.report.Note(fmt.Sprintf("warning: the canary of %s could not be aborted: %v", name, err))
 				continue
 			}
@@ -478,8 +484,11 @@ func SignalCanary(ctx context.Context, st *store.Store, project, env, action, ac
 		if err != nil {
 			return found, err
 		}
-		if found.Taken = taken; taken || time.Now().After(deadline) {
+		if found.Taken = taken; taken {
 			return found, nil
+		}
+		if time.Now().After(deadline) {
+			return found, notTaken(ctx, st, project, env, found)
 		}
 		select {
 		case <-ctx.Done():
@@ -487,6 +496,29 @@ func SignalCanary(ctx context.Context, st *store.Store, project, env, action, ac
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// ErrCanaryNotTaken marks a signal no canary will take: its gantry is gone,
+// or the canary ended first.
+var ErrCanaryNotTaken = errors.New("the canary did not take the request")
+
+// notTaken says why a canary did not take a signal within the wait: its
+// gantry is gone (nobody holds the environment), or the canary ended (its
+// deployment finished); nil when that gantry still runs and will take it.
+func notTaken(ctx context.Context, st *store.Store, project, env string, c *CanarySignal) error {
+	if lock, err := st.TryAcquire(ctx, project, env, "canary-signal"); err == nil && lock != nil {
+		lock.Release()
+		return fmt.Errorf("%w: the gantry that ran the canary of %s in %s (pid %d) is gone; the next gantry command on %s recovers the environment (aborts the canary, rolls deployment %d back): run gantry status %s",
+			ErrCanaryNotTaken, c.Service, env, c.PID, env, c.Deployment, env)
+	}
+	if d, err := st.Get(ctx, c.Deployment); err == nil {
+		switch d.State {
+		case store.Pending, store.Deploying, store.Verifying:
+		default:
+			return fmt.Errorf("%w: the canary of %s in %s ended first: deployment %d is %s (gantry history %s)", ErrCanaryNotTaken, c.Service, env, c.Deployment, d.State, env)
+		}
+	}
+	return nil
 }
 
 // canaryActor names who signals a canary, for the record.

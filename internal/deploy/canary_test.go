@@ -109,6 +109,12 @@ func TestSignalCanary(t *testing.T) {
 	}
 	st.Transition(ctx, d.ID, store.Deploying, "")
 	st.AddStep(ctx, d.ID, "web", phaseCanary, "10% (step 1/3) to 127.0.0.1:1, pause 2m0s")
+	// The deploying gantry holds the environment (this process stands in
+	// for it): a signal it has not taken yet is no error.
+	lock, err := st.Acquire(ctx, "shop", "staging", "deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryStep, "alice", 0); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "at 10% (step 1/3), a step with a pause") {
 		t.Errorf("--step at a timed step: %v", err)
 	}
@@ -121,6 +127,22 @@ func TestSignalCanary(t *testing.T) {
 	}
 	if got, _ := st.TakeCanarySignal(ctx, d.ID, "web"); got != nil {
 		t.Errorf("a signal is taken once: %+v", got)
+	}
+	// The deploying gantry gone (nobody holds the environment): said so,
+	// with what to do.
+	lock.Release()
+	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryAbort, "alice", 0); !errors.Is(err, ErrCanaryNotTaken) || !strings.Contains(err.Error(), "(pid 7) is gone") || !strings.Contains(err.Error(), "gantry status staging") {
+		t.Errorf("with the deploying gantry gone: %v", err)
+	}
+	st.TakeCanarySignal(ctx, d.ID, "web")
+	// The canary ended (its deployment finished) before it took it.
+	if lock, err = st.Acquire(ctx, "shop", "staging", "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	st.Transition(ctx, d.ID, store.RolledBack, "a step failed")
+	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryAbort, "alice", 0); !errors.Is(err, ErrInput) {
+		t.Errorf("after the deployment ended: %v, want no canary running", err)
 	}
 	st.AddStep(ctx, d.ID, "web", phaseCanaryAbort, "aborted")
 	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryAbort, "alice", 0); !errors.Is(err, ErrInput) {

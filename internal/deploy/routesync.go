@@ -9,6 +9,7 @@ import (
 
 	"github.com/gantryhq/gantry/internal/proxy"
 	"github.com/gantryhq/gantry/internal/runtime"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
 // Docker gives a container a new ephemeral host port each time it starts:
@@ -29,7 +30,7 @@ func (e *Engine) SyncRoutes(ctx context.Context, project, env string) ([]string,
 	if fix, err := e.staleRoutes(ctx, project, env); err != nil || fix.none() {
 		return nil, err
 	}
-	lock, err := e.store.TryAcquire(ctx, project, env, "route-sync")
+	lock, err := e.store.TryAcquire(ctx, project, env, store.PurposeRouteSync)
 	if lock == nil || err != nil {
 		return nil, err
 	}

@@ -32,6 +32,9 @@ const (
 	CodeUnreachable  = "docker_unreachable"
 	CodeStarting     = "starting"
 	CodeInternal     = "internal"
+	// CodeCanaryNotTaken: no canary took a promote --step|--abort (its
+	// gantry is gone, or it ended first).
+	CodeCanaryNotTaken = "canary_not_taken"
 )
 
 // Error is the API's error body.
@@ -75,6 +78,8 @@ func toAPIError(err error) *Error {
 		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: err.Error()}
 	case errors.Is(err, deploy.ErrGateRefused):
 		return &Error{Status: http.StatusConflict, Code: CodeGateRefused, Message: err.Error()}
+	case errors.Is(err, deploy.ErrCanaryNotTaken):
+		return &Error{Status: http.StatusConflict, Code: CodeCanaryNotTaken, Message: err.Error()}
 	case errors.Is(err, runtime.ErrUnreachable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnreachable, Message: err.Error()}
 	case errors.Is(err, store.ErrNotFound):
@@ -92,6 +97,8 @@ func exitFor(e *Error) int {
 		return exitBusy
 	case e.Code == CodeUnreachable:
 		return exitUnreachable
+	case e.Code == CodeCanaryNotTaken:
+		return exitError
 	case e.Status >= 400 && e.Status < 500:
 		return exitUsage
 	}

@@ -63,7 +63,7 @@ type Lock struct {
 // TryAcquire is Acquire for work that another time will do as well: when
 // a live process holds the lock it returns a nil lock and no error.
 func (s *Store) TryAcquire(ctx context.Context, project, env, purpose string) (*Lock, error) {
-	l, err := s.Acquire(ctx, project, env, purpose)
+	l, err := s.acquire(ctx, project, env, purpose)
 	var locked *LockedError
 	if errors.As(err, &locked) {
 		return nil, nil
@@ -71,10 +71,36 @@ func (s *Store) TryAcquire(ctx context.Context, project, env, purpose string) (*
 	return l, err
 }
 
+// PurposeRouteSync is the lock's purpose while the proxy's route sync
+// re-points a route: a moment's work that a deploy waits for rather than
+// being refused as busy by a process its user never ran.
+const PurposeRouteSync = "route-sync"
+
+// briefWait is how long Acquire waits for a brief holder (route sync).
+const briefWait = 10 * time.Second
+
 // Acquire takes the deploy lock of an environment. A lock held by a process
 // that is gone (same host, pid not alive) or that stopped its heartbeat is
-// taken over, and reported in Lock.Stale.
+// taken over, and reported in Lock.Stale. A lock held by a live process is
+// a LockedError, at once, except while the holder is a route sync: that
+// ends within a moment, and Acquire waits for it (up to briefWait).
 func (s *Store) Acquire(ctx context.Context, project, env, purpose string) (*Lock, error) {
+	deadline := time.Now().Add(briefWait)
+	for {
+		l, err := s.acquire(ctx, project, env, purpose)
+		var locked *LockedError
+		if !errors.As(err, &locked) || locked.Holder.Purpose != PurposeRouteSync || time.Now().After(deadline) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) acquire(ctx context.Context, project, env, purpose string) (*Lock, error) {
 	host, _ := os.Hostname()
 	b := make([]byte, 16)
 	rand.Read(b)

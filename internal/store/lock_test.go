@@ -241,3 +241,34 @@ func TestLockLostWhenTakenOver(t *testing.T) {
 		t.Fatalf("releasing a lost lock removed the new holder's lock (token %q)", token)
 	}
 }
+
+// TestLockWaitsForRouteSync: a deploy that finds the proxy's route sync
+// holding the environment waits for it rather than failing as busy; a
+// TryAcquire never waits.
+func TestLockWaitsForRouteSync(t *testing.T) {
+	dir := t.TempDir()
+	a, b := open(t, dir), open(t, dir)
+	ctx := context.Background()
+	sync, err := a.TryAcquire(ctx, "shop", "staging", PurposeRouteSync)
+	if err != nil || sync == nil {
+		t.Fatalf("route sync lock: %v %v", sync, err)
+	}
+	if l, err := b.TryAcquire(ctx, "shop", "staging", "recover"); l != nil || err != nil {
+		t.Fatalf("TryAcquire while held: %v %v, want nil, nil", l, err)
+	}
+	time.AfterFunc(300*time.Millisecond, func() { sync.Release() })
+	start := time.Now()
+	l, err := b.Acquire(ctx, "shop", "staging", "deploy")
+	if err != nil {
+		t.Fatalf("a deploy after a route sync: %v", err)
+	}
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Errorf("took the lock after %s, before the route sync released it", waited)
+	}
+	defer l.Release()
+	// A deploy holding it is no brief holder: refused at once.
+	start = time.Now()
+	if _, err := a.Acquire(ctx, "shop", "staging", "deploy"); err == nil || time.Since(start) > time.Second {
+		t.Errorf("Acquire while a deploy holds the lock: %v after %s, want busy at once", err, time.Since(start))
+	}
+}
