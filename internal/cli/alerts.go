@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantryhq/gantry/internal/client"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
 	"github.com/gantryhq/gantry/internal/notify"
@@ -79,26 +80,18 @@ escalates the ones nobody acknowledged; "gantry alerts ack ID" stops that.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var as []*store.Alert
-			if c, err := g.remote(); c != nil || err != nil {
-				if err != nil {
-					return err
-				}
+			err := g.viaServerOrStore(func(c *client.Client) error {
 				path := "/api/v1/alerts?limit=" + strconv.Itoa(limit)
 				if all {
 					path += "&all=1"
 				}
-				if err := c.Get(cmd.Context(), path, &as); err != nil {
-					return err
-				}
-			} else {
-				_, st, err := g.openStore()
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				if as, err = st.Alerts(cmd.Context(), all, limit); err != nil {
-					return err
-				}
+				return c.Get(cmd.Context(), path, &as)
+			}, func(st *store.Store) (err error) {
+				as, err = st.Alerts(cmd.Context(), all, limit)
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if as == nil {
 				as = []*store.Alert{}
@@ -144,22 +137,16 @@ func newAlertsAckCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var a *store.Alert
-			if c, err := g.remote(); c != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				if err := c.Post(cmd.Context(), fmt.Sprintf("/api/v1/alerts/%d/ack", id), nil, &a); err != nil {
-					return err
-				}
-			} else {
-				_, st, err := g.openStore()
-				if err != nil {
-					return err
-				}
-				defer st.Close()
+			err = g.viaServerOrStore(func(c *client.Client) error {
+				return c.Post(cmd.Context(), fmt.Sprintf("/api/v1/alerts/%d/ack", id), nil, &a)
+			}, func(st *store.Store) (err error) {
 				if a, err = notify.Ack(cmd.Context(), st, id, localActor()); err != nil {
 					return notFoundIsInput(err)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if g.output == "json" {
 				return g.printJSON(a)

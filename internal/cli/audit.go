@@ -12,6 +12,8 @@ import (
 
 	"github.com/gantryhq/gantry/internal/audit"
 	"github.com/gantryhq/gantry/internal/auth"
+	"github.com/gantryhq/gantry/internal/client"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
 type auditFlags struct {
@@ -44,22 +46,14 @@ an age (24h, 7d) or a time (2026-01-02, 2026-01-02T15:04:05Z).`,
 				return err
 			}
 			var evs []audit.Event
-			if c, err := g.remote(); c != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				if err := c.Get(cmd.Context(), "/api/v1/audit?"+fl.query().Encode(), &evs); err != nil {
-					return err
-				}
-			} else {
-				_, st, err := g.openStore()
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				if evs, err = audit.Open(st).List(cmd.Context(), f); err != nil {
-					return err
-				}
+			err = g.viaServerOrStore(func(c *client.Client) error {
+				return c.Get(cmd.Context(), "/api/v1/audit?"+fl.query().Encode(), &evs)
+			}, func(st *store.Store) (err error) {
+				evs, err = audit.Open(st).List(cmd.Context(), f)
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if g.output == "json" {
 				if evs == nil {
@@ -169,22 +163,14 @@ Exit codes: 0 the log verifies, 1 it does not.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rep *audit.Report
-			if c, err := g.remote(); c != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				if err := c.Get(cmd.Context(), "/api/v1/audit/verify", &rep); err != nil {
-					return err
-				}
-			} else {
-				_, st, err := g.openStore()
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				if rep, err = audit.Open(st).Verify(cmd.Context()); err != nil {
-					return err
-				}
+			err := g.viaServerOrStore(func(c *client.Client) error {
+				return c.Get(cmd.Context(), "/api/v1/audit/verify", &rep)
+			}, func(st *store.Store) (err error) {
+				rep, err = audit.Open(st).Verify(cmd.Context())
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if g.output == "json" {
 				g.printJSON(rep)
@@ -282,19 +268,9 @@ an age is counted from the server's clock.`,
 				return err
 			}
 			var res pruneResult
-			if c, err := g.remote(); c != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				if err := c.Post(cmd.Context(), "/api/v1/audit/prune", map[string]string{"before": before}, &res); err != nil {
-					return err
-				}
-			} else {
-				_, st, err := g.openStore()
-				if err != nil {
-					return err
-				}
-				defer st.Close()
+			err = g.viaServerOrStore(func(c *client.Client) error {
+				return c.Post(cmd.Context(), "/api/v1/audit/prune", map[string]string{"before": before}, &res)
+			}, func(st *store.Store) error {
 				l := audit.Open(st)
 				n, cp, err := l.Prune(cmd.Context(), t)
 				if err != nil {
@@ -305,6 +281,10 @@ an age is counted from the server's clock.`,
 					return err
 				}
 				res = pruneResult{Before: t.UTC(), Cut: n, Checkpoint: cp}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if g.output == "json" {
 				return g.printJSON(res)

@@ -28,6 +28,24 @@ func (g *globals) remote() (*client.Client, error) {
 	return c, nil
 }
 
+// viaServerOrStore runs remote with the server's client when a server is
+// selected (see remote), else local with the project's store, closed after.
+func (g *globals) viaServerOrStore(remote func(*client.Client) error, local func(*store.Store) error) error {
+	c, err := g.remote()
+	if err != nil {
+		return err
+	}
+	if c != nil {
+		return remote(c)
+	}
+	_, st, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return local(st)
+}
+
 func urlPathEscape(s string) string { return url.PathEscape(s) }
 
 func sortStrings(s []string) { sort.Strings(s) }

@@ -168,22 +168,14 @@ func newTokenListCmd(g *globals) *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var l []*store.Token
-			if c, err := g.remote(); c != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				if err := c.Get(cmd.Context(), "/api/v1/tokens", &l); err != nil {
-					return err
-				}
-			} else {
-				_, st, err := g.openStore()
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				if l, err = auth.New(st).List(cmd.Context()); err != nil {
-					return err
-				}
+			err := g.viaServerOrStore(func(c *client.Client) error {
+				return c.Get(cmd.Context(), "/api/v1/tokens", &l)
+			}, func(st *store.Store) (err error) {
+				l, err = auth.New(st).List(cmd.Context())
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if g.output == "json" {
 				if l == nil {
@@ -231,27 +223,18 @@ func newTokenRevokeCmd(g *globals) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rec *store.Token
-			if c, err := g.remote(); c != nil || err != nil {
-				if err != nil {
-					return err
-				}
-				if err := c.Delete(cmd.Context(), "/api/v1/tokens/"+urlPathEscape(args[0]), &rec); err != nil {
-					return err
-				}
-			} else {
-				_, st, err := g.openStore()
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				rec, err = auth.New(st).Revoke(cmd.Context(), args[0])
-				if err != nil {
+			err := g.viaServerOrStore(func(c *client.Client) error {
+				return c.Delete(cmd.Context(), "/api/v1/tokens/"+urlPathEscape(args[0]), &rec)
+			}, func(st *store.Store) (err error) {
+				if rec, err = auth.New(st).Revoke(cmd.Context(), args[0]); err != nil {
 					return inputErr(err)
 				}
-				if _, err := audit.Open(st).Append(cmd.Context(), audit.Event{Actor: localActor(), Role: string(auth.Admin), Action: "token.revoke",
-					Object: "token/" + rec.Name, Outcome: audit.OK, Client: "local", Detail: map[string]string{"id": rec.ID}}); err != nil {
-					return err
-				}
+				_, err = audit.Open(st).Append(cmd.Context(), audit.Event{Actor: localActor(), Role: string(auth.Admin), Action: "token.revoke",
+					Object: "token/" + rec.Name, Outcome: audit.OK, Client: "local", Detail: map[string]string{"id": rec.ID}})
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if g.output == "json" {
 				return g.printJSON(rec)
