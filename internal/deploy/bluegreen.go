@@ -201,13 +201,11 @@ func (e *Engine) routeTo(ctx context.Context, id int64, plan *runtime.Plan, serv
 	if err != nil {
 		return fmt.Errorf("switch %s back to %s: %w", service, plan.Release, err)
 	}
-	for _, r := range st.Routes {
-		// A route with a canary is switched even when its release is
-		// already this one: the switch ends the canary, whose container
-		// may be about to go.
-		if r.Env == plan.Env && r.Service == service && r.Upstream != nil && r.Upstream.Addr == addr && r.Canary == nil {
-			return nil
-		}
+	// A route with a canary is switched even when its release is already
+	// this one: the switch ends the canary, whose container may be about
+	// to go.
+	if r := st.Route(plan.Env, service); r.Serves(addr) && r.Canary == nil {
+		return nil
 	}
 	if id != 0 {
 		if err := e.step(ctx, id, service, "switch-back", addr); err != nil {

@@ -89,10 +89,8 @@ func (e *Engine) stableUpstream(ctx context.Context, env, service string) (*prox
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range st.Routes {
-		if r.Env == env && r.Service == service && r.Upstream != nil {
-			return r.Upstream, nil
-		}
+	if r := st.Route(env, service); r != nil {
+		return r.Upstream, nil
 	}
 	return nil, nil
 }

@@ -124,22 +124,12 @@ func (e *Engine) staleRoutes(ctx context.Context, project, env string) (routeFix
 		if err != nil {
 			return fix, err
 		}
-		if !routesTo(st, env, c.Service, addr) {
+		if !st.Route(env, c.Service).Serves(addr) {
 			fix.moved = append(fix.moved, c.Service)
 		}
 	}
 	fix.plan = plan
 	return fix, nil
-}
-
-// routesTo says whether the proxy sends a service's traffic to addr.
-func routesTo(st proxy.Status, env, service, addr string) bool {
-	for _, r := range st.Routes {
-		if r.Env == env && r.Service == service {
-			return r.Upstream != nil && r.Upstream.Addr == addr
-		}
-	}
-	return false
 }
 
 // Starter is a runtime that tells when a container of an environment

@@ -69,6 +69,20 @@ func (s *State) find(env, service string) int {
 	return -1
 }
 
+// Route is the route of a service of an environment; nil when it has none.
+func (s State) Route(env, service string) *Route {
+	if i := s.find(env, service); i >= 0 {
+		return &s.Routes[i]
+	}
+	return nil
+}
+
+// Serves says whether the route sends its traffic to addr as its release
+// (a nil route serves nothing).
+func (r *Route) Serves(addr string) bool {
+	return r != nil && r.Upstream != nil && r.Upstream.Addr == addr
+}
+
 // loadState reads the state file; a missing file is an empty state.
 func loadState(path string) (State, error) {
 	var s State
