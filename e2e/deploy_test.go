@@ -199,7 +199,9 @@ services:
     depends_on:
       api: { condition: service_healthy }
     ports: ["127.0.0.1:PORT:8080"]
-    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 3s, retries: 2 }
+    # web's check asks api over the back network it has just joined: on a
+    # loaded machine the first answers can be late, so more retries.
+    healthcheck: { test: ["CMD", "/app", "check"], interval: 500ms, timeout: 3s, retries: 5 }
     networks: [front, back]
   api:
     image: IMG_healthy
