@@ -210,10 +210,32 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (runtime.Container, er
 		c.FinishedAt, _ = time.Parse(time.RFC3339Nano, st.FinishedAt)
 		if st.Health != nil {
 			c.Health = string(st.Health.Status)
+			if st.Health.Status == container.Unhealthy || st.Health.FailingStreak > 0 {
+				c.HealthFailure = HealthFailure(st.Health)
+			}
 		}
 	}
 	c.RestartCount = ci.RestartCount
 	return c, nil
+}
+
+// HealthFailure says how a container's healthcheck has been failing: how
+// many times in a row, and the last check's exit code and output (on one
+// line, cut at 200 bytes), so a failed gate says why and not only that.
+func HealthFailure(h *container.Health) string {
+	s := fmt.Sprintf("its healthcheck failed %d times in a row", h.FailingStreak)
+	if n := len(h.Log); n > 0 {
+		out := strings.Join(strings.Fields(h.Log[n-1].Output), " ")
+		if len(out) > 200 {
+			out = out[:200] + "…"
+		}
+		s += fmt.Sprintf(" (last: exit code %d", h.Log[n-1].ExitCode)
+		if out != "" {
+			s += ": " + out
+		}
+		s += ")"
+	}
+	return s
 }
 
 // Start starts a created or stopped container.

@@ -74,7 +74,11 @@ func (g Gate) Wait(ctx context.Context, t Target, events <-chan runtime.Event, e
 	deadline := time.NewTimer(g.Window)
 	defer deadline.Stop()
 	decide := func(ok bool, check Check, signal time.Time, format string, args ...any) Verdict {
-		return Verdict{Healthy: ok, Check: check, Reason: fmt.Sprintf(format, args...), SignalAt: signal, DecidedAt: time.Now()}
+		v := Verdict{Healthy: ok, Check: check, Reason: fmt.Sprintf(format, args...), SignalAt: signal, DecidedAt: time.Now()}
+		if !ok && (check == CheckHealthcheck || check == CheckDeadline) {
+			v.Reason += healthFailure(ctx, t)
+		}
+		return v
 	}
 	progress := func(s string) {
 		if g.Progress != nil {
@@ -177,6 +181,19 @@ func (g Gate) Wait(ctx context.Context, t Target, events <-chan runtime.Event, e
 			s.tick(time.Now())
 		}
 	}
+}
+
+// healthFailure says how the container's healthcheck failed (its streak and
+// the last check's output), as a suffix for a failed verdict's reason; ""
+// when it has no failing check to show.
+func healthFailure(ctx context.Context, t Target) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	c, err := t.RT.Inspect(ctx, t.ID)
+	if err != nil || c.HealthFailure == "" {
+		return ""
+	}
+	return ": " + c.HealthFailure
 }
 
 func probeInterval(ps []Prober) time.Duration {

@@ -196,6 +196,9 @@ type Container struct {
 	StartedAt    time.Time `json:"started_at"`
 	FinishedAt   time.Time `json:"finished_at"`
 	Healthcheck  bool      `json:"-"`
+	// HealthFailure says how its healthcheck is failing (the streak and
+	// the last check's output); empty while it passes.
+	HealthFailure string `json:"health_failure,omitempty"`
 }
 
 // Running says whether the container's process is up.

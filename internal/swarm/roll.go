@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/gantryhq/gantry/internal/docker"
 	"github.com/gantryhq/gantry/internal/runtime"
 )
 
@@ -473,20 +474,7 @@ func (r *Runtime) unhealthy(ctx context.Context, t swarm.Task) string {
 	if err != nil || c.State == nil || c.State.Health == nil || c.State.Health.Status != "unhealthy" {
 		return ""
 	}
-	h := c.State.Health
-	s := fmt.Sprintf("its healthcheck failed %d times in a row", h.FailingStreak)
-	if n := len(h.Log); n > 0 {
-		out := strings.Join(strings.Fields(h.Log[n-1].Output), " ")
-		if len(out) > 200 {
-			out = out[:200] + "…"
-		}
-		s += fmt.Sprintf(" (last: exit code %d", h.Log[n-1].ExitCode)
-		if out != "" {
-			s += ": " + out
-		}
-		s += ")"
-	}
-	return s
+	return docker.HealthFailure(c.State.Health)
 }
 
 // taskError says how a task ended, on which node; unhealthy is how its

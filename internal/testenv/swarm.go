@@ -193,6 +193,23 @@ func StartSwarm(c *client.Client, worker bool, registry string) (sc *SwarmCluste
 	return sc, stop, nil
 }
 
+// NoSwarmChanges keeps the engine out of swarm mode changes (init, leave)
+// until the test ends, by holding the swarm tests' lock: it waits for a
+// swarm test running in another package to end. A test whose containers
+// find each other by name needs it: the engine loses the embedded DNS
+// records of containers connected while it enters or leaves swarm mode
+// (measured: "lookup api on 127.0.0.11:53: no such host" for as long as
+// the container lives, in 2 of 3 deploys beside a loop of swarm init and
+// leave; none with the swarm left alone).
+func NoSwarmChanges(t testing.TB) {
+	t.Helper()
+	unlock, err := lockSwarm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
+}
+
 // lockSwarm serializes the test swarms of every process on this machine:
 // one swarm on the engine at a time.
 func lockSwarm() (unlock func(), err error) {
