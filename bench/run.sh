@@ -23,8 +23,12 @@ export GANTRY
 
 PARTS=" ${BENCH_PARTS:-deploy push version lint server scan proxy analysis health swarm} "
 
-if [[ $PARTS == *" deploy "* ]]; then
+# The deploy part and the proxy's deploy under load set gantry beside `docker compose`.
+if [[ $PARTS == *" deploy "* || $PARTS == *" proxy "* ]]; then
 	bash scripts/ensure-compose.sh
+fi
+
+if [[ $PARTS == *" deploy "* ]]; then
 	if [ -z "${BENCH_SKIP_IMAGES:-}" ]; then
 		echo "bench: building the example images (examples/build.sh --all)"
 		bash examples/build.sh --all >/dev/null

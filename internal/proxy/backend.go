@@ -422,6 +422,11 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 		}
 		return 0, !hasBody && c.reused && replayable(r) && errors.Is(err, errNothingRead), err
 	}
+	if _, ok := h["Content-Type"]; !ok {
+		// The upstream's headers pass as they are: net/http would guess a
+		// type from the body.
+		h["Content-Type"] = nil
+	}
 	w.WriteHeader(hd.status)
 
 	var flusher http.Flusher

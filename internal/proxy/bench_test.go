@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -20,18 +23,23 @@ func (d *discardWriter) WriteHeader(int)             {}
 // BenchmarkServeHTTP measures one proxied GET over a kept-alive loopback
 // connection to a real upstream, with its allocations: the hot path's
 // budget. Run: go test -run x -bench ServeHTTP -benchmem ./internal/proxy
-func BenchmarkServeHTTP(b *testing.B) {
+// benchUpstream is a small upstream answering a constant, on loopback.
+func benchUpstream(b *testing.B) string {
 	body := []byte("hello from upstream\n")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write(body)
 	}))
-	defer up.Close()
+	b.Cleanup(up.Close)
+	return up.Listener.Addr().String()
+}
+
+func BenchmarkServeHTTP(b *testing.B) {
 	p, err := New(Options{StateFile: filepath.Join(b.TempDir(), "state.json")})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := p.Switch(b.Context(), SwitchRequest{Env: "bench", Service: "web", Path: "/", To: Upstream{Addr: up.Listener.Addr().String(), Release: "1"}}); err != nil {
+	if _, err := p.Switch(b.Context(), SwitchRequest{Env: "bench", Service: "web", Path: "/", To: Upstream{Addr: benchUpstream(b), Release: "1"}}); err != nil {
 		b.Fatal(err)
 	}
 	req := httptest.NewRequest(http.MethodGet, "http://shop.example/index.html", nil)
@@ -141,5 +149,38 @@ func BenchmarkSwitch(b *testing.B) {
 		if _, err := p.Switch(b.Context(), SwitchRequest{Env: "prod", Service: "web", Path: "/", To: Upstream{Addr: ups[i%2]}, Reason: ReasonRollback}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkServeConn is one proxied GET through the proxy's listener, on a
+// kept-alive client connection, one request at a time: the whole server
+// path (the HTTP/1.1 loop, the handler, the upstream round trip) with its
+// allocations. Run: go test -run x -bench ServeConn -benchmem ./internal/proxy
+func BenchmarkServeConn(b *testing.B) {
+	r := startProxy(b, proxyConf{})
+	if _, err := r.p.Switch(b.Context(), SwitchRequest{Env: "bench", Service: "web", Path: "/", To: Upstream{Addr: benchUpstream(b), Release: "1"}}); err != nil {
+		b.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.http, "http://"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req := []byte("GET /index.html HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
+			b.Fatalf("status %d, %v", resp.StatusCode, err)
+		}
+		resp.Body.Close()
 	}
 }

@@ -136,13 +136,7 @@ func readOneHead(br *bufio.Reader, method string, h http.Header) (hd respHead, i
 		if skipResponseHeader[k] {
 			continue
 		}
-		if old, ok := h[k]; ok {
-			h[k] = append(old, v)
-			continue
-		}
-		vals[nv] = v
-		h[k] = vals[nv : nv+1 : nv+1]
-		nv++
+		nv = addValue(h, vals, nv, k, v)
 	}
 	for _, c := range conn {
 		for k := range h {
@@ -169,6 +163,19 @@ func readOneHead(br *bufio.Reader, method string, h http.Header) (hd respHead, i
 		hd.close = true // the body ends when the connection does
 	}
 	return hd, false, nil
+}
+
+// addValue adds v to h[k] and returns the next free index of vals: a
+// first value is a slice of vals, so that the values of one head share one
+// backing array (a later one is appended to it).
+func addValue(h http.Header, vals []string, nv int, k, v string) int {
+	if old, ok := h[k]; ok {
+		h[k] = append(old, v)
+		return nv
+	}
+	vals[nv] = v
+	h[k] = vals[nv : nv+1 : nv+1]
+	return nv + 1
 }
 
 // headEnd is the length of the head at the start of b (through its blank

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -64,7 +65,7 @@ func (p *Proxy) Serve(ctx context.Context, o ServeOptions, ready func(Listening)
 		}
 	}
 	var info Listening
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	if o.Listen != "" {
 		ln, err := net.Listen("tcp", o.Listen)
 		if err != nil {
@@ -94,11 +95,16 @@ func (p *Proxy) Serve(ctx context.Context, o ServeOptions, ready func(Listening)
 		admin = &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: p.opts.errorLog}
 		go func() { errc <- admin.Serve(ln) }()
 	}
+	var h1 *h1Server
 	for _, ln := range lns {
 		if info.HTTPS != "" && ln.Addr().String() == info.HTTPS {
 			go func() { errc <- srv.ServeTLS(ln, "", "") }()
 		} else {
-			go func() { errc <- srv.Serve(ln) }()
+			// The proxy's own loop serves plain HTTP/1.1 requests and
+			// hands every other connection to srv.
+			h1 = newH1Server(p, srv, ln)
+			go func() { errc <- srv.Serve(h1.handoff) }()
+			go func() { errc <- h1.serve() }()
 		}
 	}
 	if ready != nil {
@@ -112,7 +118,14 @@ func (p *Proxy) Serve(ctx context.Context, o ServeOptions, ready func(Listening)
 	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer cancel()
 	p.cutUpgrades()
+	herrc := make(chan error, 1)
+	if h1 != nil {
+		go func() { herrc <- h1.shutdown(sctx) }()
+	} else {
+		herrc <- nil
+	}
 	serr := srv.Shutdown(sctx)
+	herr := <-herrc
 	if admin != nil {
 		admin.Shutdown(sctx)
 	}
@@ -120,7 +133,7 @@ func (p *Proxy) Serve(ctx context.Context, o ServeOptions, ready func(Listening)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return serr
+	return cmp.Or(serr, herr)
 }
 
 // cutUpgrades closes every upgraded connection: http.Server.Shutdown does
