@@ -277,23 +277,42 @@ func (e *Engine) watchStep(ctx context.Context, d *store.Deployment, plan *runti
 				return fail(CanaryInterrupted, "interrupted; "+figures(rep))
 			case <-time.After(min(wait, signalPoll)):
 			}
-			sig, err := e.store.TakeCanarySignal(ctx, d.ID, service)
+			sig, err := e.store.TakeCanarySignal(ctx, d.ID, service, func(sig store.CanarySignal) string {
+				return ignoredSignal(sig, st, n, name)
+			})
 			if err != nil || sig == nil {
 				continue
 			}
 			switch {
+			case sig.Ignored != "":
+				e.log.Info("canary signal ignored", "deployment", d.ID, "service", service, "action", sig.Action, "signal_step", sig.Step, "step", n, "why", sig.Ignored)
 			case sig.Action == store.CanaryAbort:
 				rep.Actor = sig.Actor
 				return fail(CanaryManualAbort, fmt.Sprintf("aborted by %s (gantry promote --abort); %s", sig.Actor, figures(rep)))
-			case sig.Action == store.CanaryStep && st.Manual() && sig.Step == n:
+			default:
 				e.step(ctx, d.ID, service, "canary-advance", fmt.Sprintf("%s advanced by %s", name, sig.Actor))
 				e.report.Service(service, "canary", fmt.Sprintf("%s advanced by %s: %s", name, sig.Actor, canaryFigures(rep.Canary)))
 				return nil
-			default:
-				e.log.Info("canary signal ignored", "deployment", d.ID, "service", service, "action", sig.Action, "signal_step", sig.Step, "step", n)
 			}
 		}
 	}
+}
+
+// ignoredSignal says why a signal is not acted on at step n (named name),
+// or "" when it is: an abort always is; a step signal only at the manual
+// step it was given at.
+func ignoredSignal(sig store.CanarySignal, st config.CanaryStep, n int, name string) string {
+	switch {
+	case sig.Action == store.CanaryAbort:
+		return ""
+	case sig.Action != store.CanaryStep:
+		return fmt.Sprintf("unknown action %q", sig.Action)
+	case sig.Step != n:
+		return fmt.Sprintf("it was given at step %d; the canary has moved on to %s", sig.Step, name)
+	case !st.Manual():
+		return fmt.Sprintf("the canary is at %s, a step with a pause that ends by itself", name)
+	}
+	return ""
 }
 
 // judgeStep judges a canary step from the canary's figures c, elapsed
@@ -478,9 +497,12 @@ func SignalCanary(ctx context.Context, st *store.Store, project, env, action, ac
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		taken, err := st.CanarySignalTaken(ctx, sig.ID)
+		taken, ignored, err := st.CanarySignalTaken(ctx, sig.ID)
 		if err != nil {
 			return found, err
+		}
+		if taken && ignored != "" {
+			return found, fmt.Errorf("%w: the canary of %s in %s did not act on it: %s (gantry status %s shows where it is)", ErrCanaryNotTaken, found.Service, env, ignored, env)
 		}
 		if found.Taken = taken; taken {
 			return found, nil

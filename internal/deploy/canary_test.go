@@ -122,10 +122,10 @@ func TestSignalCanary(t *testing.T) {
 	if err != nil || sig.Service != "web" || sig.Step != 1 || sig.Steps != 3 || sig.Weight != 10 || sig.Taken || sig.Actor != "alice" {
 		t.Fatalf("--abort: %+v, %v", sig, err)
 	}
-	if got, err := st.TakeCanarySignal(ctx, d.ID, "web"); err != nil || got == nil || got.Action != store.CanaryAbort || got.Step != 1 {
+	if got, err := st.TakeCanarySignal(ctx, d.ID, "web", nil); err != nil || got == nil || got.Action != store.CanaryAbort || got.Step != 1 {
 		t.Errorf("taken: %+v, %v", got, err)
 	}
-	if got, _ := st.TakeCanarySignal(ctx, d.ID, "web"); got != nil {
+	if got, _ := st.TakeCanarySignal(ctx, d.ID, "web", nil); got != nil {
 		t.Errorf("a signal is taken once: %+v", got)
 	}
 	// The deploying gantry gone (nobody holds the environment): said so,
@@ -134,7 +134,7 @@ func TestSignalCanary(t *testing.T) {
 	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryAbort, "alice", 0); !errors.Is(err, ErrCanaryNotTaken) || !strings.Contains(err.Error(), "(pid 7) is gone") || !strings.Contains(err.Error(), "gantry status staging") {
 		t.Errorf("with the deploying gantry gone: %v", err)
 	}
-	st.TakeCanarySignal(ctx, d.ID, "web")
+	st.TakeCanarySignal(ctx, d.ID, "web", nil)
 	// The canary ended (its deployment finished) before it took it.
 	if lock, err = st.Acquire(ctx, "shop", "staging", "deploy"); err != nil {
 		t.Fatal(err)
@@ -147,5 +147,65 @@ func TestSignalCanary(t *testing.T) {
 	st.AddStep(ctx, d.ID, "web", phaseCanaryAbort, "aborted")
 	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryAbort, "alice", 0); !errors.Is(err, ErrInput) {
 		t.Errorf("after the abort: %v", err)
+	}
+}
+
+// TestSignalCanaryIgnored: a --step the canary takes but does not act on
+// (given at a step it has left) is reported as not taken, with why, never
+// as advanced.
+func TestSignalCanaryIgnored(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d := &store.Deployment{Project: "shop", Env: "staging", Release: "2.0.0", Kind: "deploy", PID: 7}
+	if err := st.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	st.Transition(ctx, d.ID, store.Deploying, "")
+	st.AddStep(ctx, d.ID, "web", phaseCanary, "50% (step 2/3) to 127.0.0.1:1, manual: gantry promote --step")
+	lock, err := st.Acquire(ctx, "shop", "staging", "deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+	// The canary, meanwhile at its step 3 (manual too), takes the signal.
+	go func() {
+		for range 100 {
+			sig, _ := st.TakeCanarySignal(ctx, d.ID, "web", func(sig store.CanarySignal) string {
+				return ignoredSignal(sig, config.CanaryStep{Weight: 100}, 3, "100% (step 3/3)")
+			})
+			if sig != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	sig, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryStep, "alice", 5*time.Second)
+	if !errors.Is(err, ErrCanaryNotTaken) || !strings.Contains(err.Error(), "it was given at step 2; the canary has moved on to 100% (step 3/3)") {
+		t.Fatalf("a step signal for a step left: %v", err)
+	}
+	if sig == nil || sig.Taken {
+		t.Errorf("the signal should not read as taken: %+v", sig)
+	}
+
+	for _, tc := range []struct {
+		action string
+		step   int
+		pause  time.Duration
+		want   string
+	}{
+		{store.CanaryAbort, 1, time.Minute, ""},
+		{store.CanaryStep, 2, 0, ""},
+		{store.CanaryStep, 1, 0, "it was given at step 1"},
+		{store.CanaryStep, 2, time.Minute, "a step with a pause that ends by itself"},
+		{"dance", 2, 0, `unknown action "dance"`},
+	} {
+		got := ignoredSignal(store.CanarySignal{Action: tc.action, Step: tc.step}, config.CanaryStep{Weight: 50, Pause: config.Duration(tc.pause)}, 2, "50% (step 2/3)")
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s at step %d (pause %s): %q, want %q", tc.action, tc.step, tc.pause, got, tc.want)
+		}
 	}
 }

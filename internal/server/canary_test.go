@@ -45,7 +45,7 @@ func TestCanarySignalThroughAPI(t *testing.T) {
 	taken := make(chan *store.CanarySignal, 1)
 	go func() {
 		for range 100 {
-			if sig, err := f.st.TakeCanarySignal(ctx, d.ID, "web"); err == nil && sig != nil {
+			if sig, err := f.st.TakeCanarySignal(ctx, d.ID, "web", nil); err == nil && sig != nil {
 				taken <- sig
 				return
 			}

@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS canary_signals (
 	taken_at      TEXT
 );
 CREATE INDEX IF NOT EXISTS canary_signals_deployment ON canary_signals(deployment_id, id);
+CREATE TABLE IF NOT EXISTS canary_signals_ignored (
+	signal_id INTEGER PRIMARY KEY REFERENCES canary_signals(id),
+	why       TEXT NOT NULL
+);
 `
 
 // CanarySignal is one request to a running canary: advance its step, or
@@ -44,6 +48,10 @@ type CanarySignal struct {
 	Action string `json:"action"`
 	Actor  string `json:"actor,omitempty"`
 	At     string `json:"at"`
+	// Ignored says why the canary took the signal without acting on it
+	// (a step signal given at a step the canary has left); empty when it
+	// acted on it.
+	Ignored string `json:"ignored,omitempty"`
 }
 
 // SignalCanary records a signal for deployment sig.DeploymentID.
@@ -59,10 +67,13 @@ func (s *Store) SignalCanary(ctx context.Context, sig *CanarySignal) error {
 }
 
 // TakeCanarySignal returns the oldest signal of a deployment's service
-// not taken yet, and marks it taken; nil when there is none. It is polled
-// twice a second while a canary runs: a read, and a write only when there
-// is a signal to take (SQLite's write lock is the whole database's).
-func (s *Store) TakeCanarySignal(ctx context.Context, deployment int64, service string) (*CanarySignal, error) {
+// not taken yet, and marks it taken; nil when there is none. ignore, when
+// set, says why the canary will not act on it ("" to act): that is
+// recorded with the mark, in one transaction, so that the asker never
+// reads "taken" without it. It is polled twice a second while a canary
+// runs: a read, and a write only when there is a signal to take (SQLite's
+// write lock is the whole database's).
+func (s *Store) TakeCanarySignal(ctx context.Context, deployment int64, service string, ignore func(CanarySignal) string) (*CanarySignal, error) {
 	c := CanarySignal{DeploymentID: deployment, Service: service}
 	err := s.db.QueryRowContext(ctx, `SELECT id, step, action, actor, at FROM canary_signals
 		WHERE deployment_id=? AND service=? AND taken_at IS NULL ORDER BY id LIMIT 1`, deployment, service).
@@ -73,25 +84,43 @@ func (s *Store) TakeCanarySignal(ctx context.Context, deployment int64, service 
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.db.ExecContext(ctx, `UPDATE canary_signals SET taken_at=? WHERE id=? AND taken_at IS NULL`, now(), c.ID)
+	if ignore != nil {
+		c.Ignored = ignore(c)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE canary_signals SET taken_at=? WHERE id=? AND taken_at IS NULL`, now(), c.ID)
 	if err != nil {
 		return nil, err
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return nil, err // taken by another reader meanwhile
 	}
+	if c.Ignored != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO canary_signals_ignored (signal_id, why) VALUES (?,?)`, c.ID, c.Ignored); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
 	return &c, nil
 }
 
 // CanarySignalTaken says whether the process running the canary has
-// taken signal id.
-func (s *Store) CanarySignalTaken(ctx context.Context, id int64) (bool, error) {
-	var taken sql.NullString
-	if err := s.db.QueryRowContext(ctx, `SELECT taken_at FROM canary_signals WHERE id=?`, id).Scan(&taken); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return false, ErrNotFound
-		}
-		return false, err
+// taken signal id, and why it did not act on it when it did not.
+func (s *Store) CanarySignalTaken(ctx context.Context, id int64) (taken bool, ignored string, err error) {
+	var at, why sql.NullString
+	err = s.db.QueryRowContext(ctx, `SELECT c.taken_at, i.why FROM canary_signals c
+		LEFT JOIN canary_signals_ignored i ON i.signal_id = c.id WHERE c.id=?`, id).Scan(&at, &why)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, "", ErrNotFound
 	}
-	return taken.Valid, nil
+	if err != nil {
+		return false, "", err
+	}
+	return at.Valid, why.String, nil
 }
