@@ -103,12 +103,7 @@ func TestSignalCanary(t *testing.T) {
 	if _, err := SignalCanary(ctx, st, "shop", "staging", store.CanaryStep, "alice", 0); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "no canary is running in staging") {
 		t.Fatalf("without a deployment: %v", err)
 	}
-	d := &store.Deployment{Project: "shop", Env: "staging", Release: "2.0.0", Kind: "deploy", PID: 7}
-	if err := st.Create(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	st.Transition(ctx, d.ID, store.Deploying, "")
-	st.AddStep(ctx, d.ID, "web", phaseCanary, "10% (step 1/3) to 127.0.0.1:1, pause 2m0s")
+	d := canaryDeploying(t, st, "10% (step 1/3) to 127.0.0.1:1, pause 2m0s")
 	// The deploying gantry holds the environment (this process stands in
 	// for it): a signal it has not taken yet is no error.
 	lock, err := st.Acquire(ctx, "shop", "staging", "deploy")
@@ -160,12 +155,7 @@ func TestSignalCanaryIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	d := &store.Deployment{Project: "shop", Env: "staging", Release: "2.0.0", Kind: "deploy", PID: 7}
-	if err := st.Create(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	st.Transition(ctx, d.ID, store.Deploying, "")
-	st.AddStep(ctx, d.ID, "web", phaseCanary, "50% (step 2/3) to 127.0.0.1:1, manual: gantry promote --step")
+	d := canaryDeploying(t, st, "50% (step 2/3) to 127.0.0.1:1, manual: gantry promote --step")
 	lock, err := st.Acquire(ctx, "shop", "staging", "deploy")
 	if err != nil {
 		t.Fatal(err)
@@ -208,4 +198,18 @@ func TestSignalCanaryIgnored(t *testing.T) {
 			t.Errorf("%s at step %d (pause %s): %q, want %q", tc.action, tc.step, tc.pause, got, tc.want)
 		}
 	}
+}
+
+// canaryDeploying records a deployment of shop's staging (by pid 7) whose
+// web is at the canary step detail says.
+func canaryDeploying(t *testing.T, st *store.Store, detail string) *store.Deployment {
+	t.Helper()
+	ctx := context.Background()
+	d := &store.Deployment{Project: "shop", Env: "staging", Release: "2.0.0", Kind: "deploy", PID: 7}
+	if err := st.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	st.Transition(ctx, d.ID, store.Deploying, "")
+	st.AddStep(ctx, d.ID, "web", phaseCanary, detail)
+	return d
 }
