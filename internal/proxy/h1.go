@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -234,12 +235,7 @@ func (c *h1Conn) serve() {
 		c.cancel()
 		c.nc.Close()
 		c.s.forget(c)
-		if c.br != nil {
-			c.br.Reset(nil)
-			h1Readers.Put(c.br)
-			c.bw.Reset(nil)
-			h1Writers.Put(c.bw)
-		}
+		c.releaseBuffers()
 	}()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.cr.c = c.nc
@@ -320,7 +316,7 @@ func (c *h1Conn) parse(n int) error {
 	if !ok {
 		return errHandOff
 	}
-	sp1 := indexByteB(line, ' ')
+	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 <= 0 || len(line) < sp1+11 || string(line[len(line)-9:]) != " HTTP/1.1" {
 		return errHandOff
 	}
@@ -364,18 +360,14 @@ func (c *h1Conn) parse(n int) error {
 		if kv[0] == ' ' || kv[0] == '\t' {
 			return errHandOff // obs-fold
 		}
-		k, v, ok := strings.Cut(kv, ":")
-		if !ok || !validKey(k) {
+		k, v, ok := headerField(kv)
+		if !ok {
 			return errHandOff
 		}
-		v = strings.Trim(v, " \t")
 		for j := 0; j < len(v); j++ {
 			if b := v[j]; (b < ' ' && b != '\t') || b == 0x7f {
 				return errHandOff
 			}
-		}
-		if !canonical(k) {
-			k = http.CanonicalHeaderKey(k)
 		}
 		switch k {
 		case "Host":
@@ -544,15 +536,23 @@ func (c *h1Conn) handOff() bool {
 	c.nc.SetReadDeadline(time.Time{})
 	c.s.forget(c)
 	c.cancel()
+	c.releaseBuffers()
+	if !c.s.handoff.hand(&prefixConn{Conn: c.nc, pre: pre}) {
+		c.nc.Close()
+	}
+	return true
+}
+
+// releaseBuffers gives the connection's buffers back to their pools.
+func (c *h1Conn) releaseBuffers() {
+	if c.br == nil {
+		return
+	}
 	c.br.Reset(nil)
 	h1Readers.Put(c.br)
 	c.bw.Reset(nil)
 	h1Writers.Put(c.bw)
 	c.br, c.bw = nil, nil
-	if !c.s.handoff.hand(&prefixConn{Conn: c.nc, pre: pre}) {
-		c.nc.Close()
-	}
-	return true
 }
 
 // connReader reads the client connection, after the byte a watch read.
@@ -830,18 +830,9 @@ func simpleHost(h string) bool {
 }
 
 func cutCRLF(b []byte) (line, rest []byte, ok bool) {
-	i := indexByteB(b, '\n')
+	i := bytes.IndexByte(b, '\n')
 	if i < 1 || b[i-1] != '\r' {
 		return nil, nil, false
 	}
 	return b[:i-1], b[i+1:], true
-}
-
-func indexByteB(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }

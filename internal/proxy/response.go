@@ -98,16 +98,9 @@ func readOneHead(br *bufio.Reader, method string, h http.Header) (hd respHead, i
 		if line == "" {
 			break
 		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || !validKey(k) {
+		k, v, ok := headerField(line)
+		if !ok || strings.ContainsAny(v, "\r\x00") {
 			return hd, false, fmt.Errorf("%w: header line %q", errBadHead, line)
-		}
-		v = strings.Trim(v, " \t")
-		if strings.ContainsAny(v, "\r\x00") {
-			return hd, false, fmt.Errorf("%w: header line %q", errBadHead, line)
-		}
-		if !canonical(k) {
-			k = http.CanonicalHeaderKey(k)
 		}
 		switch k {
 		case "Content-Length":
@@ -163,6 +156,19 @@ func readOneHead(br *bufio.Reader, method string, h http.Header) (hd respHead, i
 		hd.close = true // the body ends when the connection does
 	}
 	return hd, false, nil
+}
+
+// headerField splits a header line into its key, canonical, and its value
+// without the spaces around it; ok is false when the key is not a token.
+func headerField(line string) (k, v string, ok bool) {
+	k, v, ok = strings.Cut(line, ":")
+	if !ok || !validKey(k) {
+		return "", "", false
+	}
+	if !canonical(k) {
+		k = http.CanonicalHeaderKey(k)
+	}
+	return k, strings.Trim(v, " \t"), true
 }
 
 // addValue adds v to h[k] and returns the next free index of vals: a
