@@ -146,6 +146,9 @@ func (p *project) start(args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer
 			cmd.Process.Kill()
 			cmd.Wait()
 		}
+		if p.t.Failed() {
+			p.t.Logf("gantry %s printed:\n%s%s", strings.Join(args, " "), out, errb)
+		}
 	})
 	return cmd, out, errb
 }
