@@ -2,12 +2,17 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 
+	"github.com/gantryhq/gantry/internal/proxy"
 	"github.com/gantryhq/gantry/internal/testenv"
 )
 
@@ -163,4 +168,153 @@ secrets:
 	if h := p.history("staging"); len(h) != 3 {
 		t.Errorf("the refused rollback left %d deployments in the history, want 3", len(h))
 	}
+}
+
+// gantrySwarmRouted routes web on a swarm through `gantry proxy`.
+const gantrySwarmRouted = `
+project: PROJECT
+compose: compose.yaml
+proxy:
+  listen: 127.0.0.1:PORT
+  drain_timeout: 5s
+environments:
+  staging:
+    swarm: SWARM
+    health:
+      window: 60s
+      min_healthy: 1s
+    routes:
+      web: { port: 8080 }
+`
+
+// webSwarmRouted is web in two replicas; it publishes nothing itself
+// (gantry publishes 8080 of each task on its node for the proxy).
+const webSwarmRouted = `
+services:
+  web:
+    image: placeholder
+    healthcheck: { test: [CMD, /app, check], interval: 500ms, timeout: 3s, retries: 2 }
+    deploy: { replicas: 2 }
+`
+
+// TestSwarmRoutedUnderLoad: a routed service on a swarm, behind `gantry
+// proxy`, under a bounded load: a release Swarm rolls out task by task
+// (start-first), then a release whose tasks never get healthy, which
+// gantry rolls back, lose no request. The proxy follows the tasks: after
+// each deploy it routes to the running release's tasks only, and a task
+// Swarm replaces on its own (its container killed) is routed again.
+func TestSwarmRoutedUnderLoad(t *testing.T) {
+	sc := testenv.Swarm(t)
+	img := map[string]string{}
+	for _, tag := range []string{testenv.Healthy, "healthy-v2", testenv.Unhealthy} {
+		img[tag] = testenv.PushImage(t, sc.Manager, testenv.Image(t, tag), sc.Registry, "gantry-test/app:"+tag)
+	}
+	p := newProject(t, "swroute", strings.ReplaceAll(gantrySwarmRouted, "SWARM", sc.Host), webSwarmRouted)
+	p.startProxy()
+	p.deploy(0, "staging", "--release", "1.0.0", "--image", "web="+img[testenv.Healthy])
+	if v := p.version(); v != "1.0.0" {
+		t.Fatalf("through the proxy after the first deploy: %q", v)
+	}
+	// webRoute is web's route as `gantry proxy status` shows it.
+	webRoute := func() *proxy.Route {
+		t.Helper()
+		r := p.run("proxy", "status", "--output", "json")
+		var st proxy.Status
+		if err := json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || err != nil {
+			t.Fatalf("proxy status: %v %s", err, r)
+		}
+		return st.Route("staging", "web")
+	}
+	tasksOf := func(want string) {
+		t.Helper()
+		rt := webRoute()
+		if rt == nil || len(rt.Tasks) != 2 || rt.Upstream != nil {
+			t.Fatalf("the route of web: %+v, want two tasks", rt)
+		}
+		for _, task := range rt.Tasks {
+			if task.Release != want {
+				t.Errorf("the route of web has a task of %s (%s), want only %s", task.Release, task.Addr, want)
+			}
+		}
+	}
+	tasksOf("1.0.0")
+	if r := p.run("proxy", "status"); r.code != 0 || !strings.Contains(r.stdout, "2 swarm tasks") || !strings.Contains(r.stdout, "task: staging/web release 1.0.0 at ") {
+		t.Errorf("proxy status does not show the tasks: %s", r)
+	} else {
+		t.Logf("gantry proxy status:\n%s", r.stdout)
+	}
+
+	load := testenv.StartLoad(t, fmt.Sprintf("http://127.0.0.1:%d/version", p.port), "", 100, 30*time.Second, nil)
+	time.Sleep(500 * time.Millisecond)
+	p.deploy(0, "staging", "--release", "2.0.0", "--image", "web="+img["healthy-v2"])
+	if v := p.version(); v != "2.0.0" {
+		t.Errorf("through the proxy after the rollout: %q", v)
+	}
+	tasksOf("2.0.0")
+	r := p.run("deploy", "staging", "--release", "3.0.0", "--image", "web="+img[testenv.Unhealthy], "--output", "json")
+	if r.code != 3 {
+		t.Fatalf("deploy of a release that never gets healthy: want exit 3 (rolled back), got %s", r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	load.Stop()
+	lr := load.Wait()
+	t.Logf("load: %d requests, %d failed, by answer %v", lr.Total, lr.Failed, lr.ByKey)
+	if lr.Failed != 0 {
+		t.Errorf("%d of %d requests failed across the rollout and the rollback: %v", lr.Failed, lr.Total, lr.Errors)
+	}
+	if lr.ByKey["1.0.0"] == 0 || lr.ByKey["2.0.0"] == 0 {
+		t.Errorf("answers by release %v: want some from 1.0.0 and from 2.0.0", lr.ByKey)
+	}
+	tasksOf("2.0.0")
+
+	// Swarm replaces a task whose container dies, on a new port: the route
+	// follows.
+	ctx := context.Background()
+	cs, err := sc.Manager.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", "io.gantry.project="+p.name), filters.Arg("label", "io.gantry.service=web"))})
+	if err != nil || len(cs) == 0 {
+		t.Fatalf("web's containers on the manager: %v (%d)", err, len(cs))
+	}
+	if err := sc.Manager.ContainerKill(ctx, cs[0].ID, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the route to follow the replaced task", func() bool {
+		rt := webRoute()
+		if rt == nil || len(rt.Tasks) != 2 {
+			return false
+		}
+		for _, task := range rt.Tasks {
+			if strings.HasSuffix(task.Addr, ":"+portOf(cs[0])) {
+				return false
+			}
+		}
+		return true
+	})
+	for range 10 {
+		if v := p.version(); v != "2.0.0" {
+			t.Fatalf("after the task was replaced: %q", v)
+		}
+	}
+
+	// A canary needs two releases side by side; Swarm replaces tasks
+	// itself: refused before anything changes.
+	p.write("gantry.yaml", strings.Replace(strings.ReplaceAll(gantrySwarmRouted, "SWARM", sc.Host), "web: { port: 8080 }",
+		"web:\n        port: 8080\n        canary: { steps: [{ weight: 10, pause: 1s }] }", 1))
+	r = p.run("deploy", "staging", "--release", "4.0.0", "--image", "web="+img["healthy-v2"])
+	if r.code != 2 || !strings.Contains(r.stderr, "has a canary, but staging is a swarm") {
+		t.Errorf("a canary on a swarm: want exit 2 and why, got %s", r)
+	}
+	if st := p.status("staging"); st.Release != "2.0.0" {
+		t.Errorf("after the refused deploy %s serves, want 2.0.0", st.Release)
+	}
+}
+
+// portOf is the host port a task's container publishes for 8080.
+func portOf(c container.Summary) string {
+	for _, p := range c.Ports {
+		if p.PrivatePort == 8080 && p.PublicPort != 0 {
+			return fmt.Sprint(p.PublicPort)
+		}
+	}
+	return "none"
 }

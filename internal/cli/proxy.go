@@ -10,7 +10,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -102,6 +104,8 @@ SIGTERM. Each route sends its traffic to the container port of the
 service's active release, published on 127.0.0.1; a deploy starts the new
 release beside the old one and switches the route at once, and the old
 release drains (its requests in flight finish, up to the drain timeout).
+A route of a swarm environment goes to the service's running tasks in
+turn, which the proxy follows as Swarm starts and stops them.
 
 The proxy passes X-Forwarded-For, -Proto and -Host, speaks HTTP/1.1 and
 HTTP/2 (h2 over TLS, h2c with prior knowledge), passes WebSockets and
@@ -221,14 +225,15 @@ func (g *globals) startProxy(ctx context.Context, stopServer func(), on bool, re
 const routeResync = 30 * time.Second
 
 // followRoutes keeps the routes of every environment of f that has routes
-// on its serving release's containers (see deploy.FollowRoutes), beside a
-// running proxy. The returned stop ends it and waits.
+// on its serving release's containers (see deploy.FollowRoutes), or on a
+// swarm on its running tasks (deploy.FollowTasks), beside a running
+// proxy. The returned stop ends it and waits.
 func (g *globals) followRoutes(ctx context.Context, f *config.File) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, name := range f.EnvNames() {
 		env := f.Environments[name]
-		if len(env.Routes) == 0 || env.IsSwarm() {
+		if len(env.Routes) == 0 {
 			continue
 		}
 		s, err := g.open(name, nil)
@@ -238,6 +243,10 @@ func (g *globals) followRoutes(ctx context.Context, f *config.File) (stop func()
 		}
 		wg.Go(func() {
 			defer s.Close()
+			if env.IsSwarm() {
+				s.engine.FollowTasks(ctx, f.Project, name, routeResync)
+				return
+			}
 			s.engine.FollowRoutes(ctx, f.Project, name, routeResync)
 		})
 	}
@@ -289,10 +298,20 @@ func printProxyStatus(g *globals, st proxy.Status) {
 			host = "*"
 		}
 		var inflight int64
-		if r.Upstream != nil {
+		switch {
+		case r.Upstream != nil:
 			rel, up = orDash(r.Upstream.Release), r.Upstream.Addr
 			inflight = st.InFlight[r.Env+"/"+r.Service+"/"+r.Upstream.Addr]
-		} else {
+		case len(r.Tasks) > 0:
+			var rels []string
+			for _, t := range r.Tasks {
+				if !slices.Contains(rels, orDash(t.Release)) {
+					rels = append(rels, orDash(t.Release))
+				}
+				inflight += st.InFlight[r.Env+"/"+r.Service+"/"+t.Addr]
+			}
+			rel, up = strings.Join(rels, ","), fmt.Sprintf("%d swarm tasks", len(r.Tasks))
+		default:
 			state = "no release"
 		}
 		if r.Previous != nil {
@@ -323,6 +342,11 @@ func printProxyStatus(g *globals, st proxy.Status) {
 			r.Env, r.Service, orDash(c.Upstream.Release), c.Upstream.Addr, c.Weight, c.Step, c.StepStarted.Local().Format(time.TimeOnly),
 			sticky, st.InFlight[r.Env+"/"+r.Service+"/"+c.Upstream.Addr])
 	}
+	for _, r := range st.Routes {
+		for _, t := range r.Tasks {
+			fmt.Fprintf(g.stdout, "task: %s/%s release %s at %s; %d in flight\n", r.Env, r.Service, orDash(t.Release), t.Addr, st.InFlight[r.Env+"/"+r.Service+"/"+t.Addr])
+		}
+	}
 	var draining []string
 	for k, n := range st.InFlight {
 		if !activeKey(st, k) {
@@ -342,6 +366,11 @@ func activeKey(st proxy.Status, k string) bool {
 		}
 		if r.Canary != nil && r.Env+"/"+r.Service+"/"+r.Canary.Upstream.Addr == k {
 			return true
+		}
+		for _, t := range r.Tasks {
+			if r.Env+"/"+r.Service+"/"+t.Addr == k {
+				return true
+			}
 		}
 	}
 	return false

@@ -47,8 +47,14 @@ func (e *Engine) planRoute(m *config.Model, s *runtime.Service) error {
 		return nil
 	}
 	switch {
+	case e.orchestrated() && r.Canary != nil:
+		return inputError("service %s has a canary, but %s is a swarm: Swarm replaces tasks one by one itself, and the proxy follows them; remove routes.%s.canary (or deploy the canary to a Docker host)", s.Name, m.Env.Name, s.Name)
 	case e.orchestrated():
-		return inputError("service %s has a route, but %s is a swarm: the gantry proxy routes to containers on a Docker host for now; remove routes.%s or deploy to a Docker host", s.Name, m.Env.Name, s.Name)
+		// Each task publishes the route's port on an ephemeral port of
+		// its node; the proxy follows the tasks (swarmroutes.go).
+		s.Route = &runtime.Route{Host: r.Host, Path: r.Path, Port: r.Port}
+		s.Config.Ports = append(s.Config.Ports, types.ServicePortConfig{Target: uint32(r.Port), Protocol: "tcp", Mode: "host"})
+		return nil
 	case !e.rt.Local():
 		return inputError("service %s has a route, but the Docker host %s is remote: the gantry proxy and the containers it routes to run on one machine; run gantry (and gantry proxy) on that host", s.Name, e.rt.Host())
 	case m.FixedHostPort(s.Name):
@@ -73,7 +79,7 @@ func (e *Engine) requireProxy(ctx context.Context, plan *runtime.Plan) error {
 	for _, name := range plan.Order {
 		if plan.Services[name].Route != nil {
 			if _, err := e.proxyClient().State(ctx); err != nil {
-				return fmt.Errorf("service %s is routed (blue/green), but %w", name, err)
+				return fmt.Errorf("service %s is routed through the gantry proxy, but %w", name, err)
 			}
 			return nil
 		}

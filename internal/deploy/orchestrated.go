@@ -106,6 +106,9 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d 
 	if err := o.Prepare(ctx, plan); err != nil {
 		return fail(&Failure{Check: "prepare", Reason: err.Error()}, err)
 	}
+	if err := e.requireProxy(ctx, plan); err != nil {
+		return fail(&Failure{Check: checkProxy, Reason: err.Error()}, err)
+	}
 	// The analysis measures while Swarm rolls the services out; its
 	// failure stops following them (applyCtx) and rolls the release back.
 	ver, err := e.startVerify(ctx, d, prev, pol)
@@ -173,6 +176,7 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d 
 		res.Analysis = ver.Report()
 		return fail(f, nil)
 	}
+	e.routeTasksOnce(ctx, o, plan)
 	if err := e.store.Succeed(ctx, d, "all services converged"); err != nil {
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
@@ -337,6 +341,9 @@ func (e *Engine) rollbackRelease(ctx context.Context, o runtime.Orchestrator, d 
 	e.report.Note(reason)
 	rbStart := time.Now()
 	errs := e.convergeRelease(ctx, o, d.ID, plan, prevPlan, pol)
+	if len(errs) == 0 {
+		e.routeTasksOnce(ctx, o, prevPlan)
+	}
 	res.RollbackSeconds = time.Since(rbStart).Seconds()
 	res.DurationSeconds = time.Since(start).Seconds()
 	to, sentinel := store.RolledBack, ErrRolledBack

@@ -26,6 +26,7 @@ import (
 //	PUT  /v1/routes       {"routes": [...], "envs": [...]}: replace these environments' routes
 //	POST /v1/switch       SwitchRequest: move a route's traffic to an upstream
 //	POST /v1/drain        DrainRequest: wait for an old upstream's requests, cut them at the timeout
+//	PUT  /v1/tasks        TasksRequest: the running tasks of a swarm service's route
 //	PUT  /v1/maintenance  {"env": "staging", "on": true, "message": "..."}
 //	POST /v1/canary          CanaryRequest: start a canary, or change its weight, step, stickiness
 //	POST /v1/canary/promote  {"env", "service"}: the canary takes all the traffic
@@ -44,6 +45,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 	}))
 	mux.Handle("POST /v1/switch", call(p.Switch))
 	mux.Handle("POST /v1/drain", call(p.Drain))
+	mux.Handle("PUT /v1/tasks", call(p.SetTasks))
 	mux.Handle("PUT /v1/maintenance", call(func(_ context.Context, req MaintenanceRequest) (Status, error) {
 		if err := p.SetMaintenance(req.Env, req.On, req.Message); err != nil {
 			return Status{}, err
@@ -258,6 +260,13 @@ func (c *Client) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, e
 func (c *Client) Drain(ctx context.Context, req DrainRequest) (DrainResult, error) {
 	var res DrainResult
 	err := c.do(ctx, http.MethodPost, "/v1/drain", req, &res)
+	return res, err
+}
+
+// SetTasks sets the running tasks of a swarm service's route.
+func (c *Client) SetTasks(ctx context.Context, req TasksRequest) (TasksResult, error) {
+	var res TasksResult
+	err := c.do(ctx, http.MethodPut, "/v1/tasks", req, &res)
 	return res, err
 }
 

@@ -485,6 +485,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // replayable requests may be sent again: no body, and a method that does
 // not change anything, or an Idempotency-Key (as net/http's Transport).
+// resendable is a request that may go to another upstream after one that
+// did not answer: replayable, with no body.
+func resendable(r *http.Request) bool {
+	return replayable(r) && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0)
+}
+
 func replayable(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:

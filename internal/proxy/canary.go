@@ -96,6 +96,9 @@ type ReleaseStats struct {
 // nil check.
 func (e *entry) pick(w http.ResponseWriter, r *http.Request) *backend {
 	if e.cb == nil {
+		if e.tasks != nil {
+			return e.pickTask()
+		}
 		return e.b
 	}
 	return e.pickCanary(w, r)

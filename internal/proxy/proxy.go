@@ -79,6 +79,9 @@ type Proxy struct {
 	mu       sync.Mutex // serializes changes; requests never take it
 	state    State
 	backends map[backendKey]*backend
+	// changed is closed when the table changes (and replaced): requests
+	// whose every swarm task refused them wait on it (tasks.go).
+	changed atomic.Pointer[chan struct{}]
 }
 
 type backendKey struct{ env, service, addr string }
@@ -115,6 +118,7 @@ func New(o Options) (*Proxy, error) {
 	}
 	p.state = st
 	p.tbl.Store(p.build(st))
+	p.tableChanged()
 	return p, nil
 }
 
@@ -134,7 +138,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.own.inc(http.StatusServiceUnavailable)
 		writePage(w, http.StatusServiceUnavailable, "maintenance", e.maint.page)
 		return
-	case e.b == nil:
+	case e.b == nil && e.tasks == nil:
 		e.own.inc(http.StatusServiceUnavailable)
 		writePage(w, http.StatusServiceUnavailable, "no-release", noReleasePage(e.Env, e.Service))
 		return
@@ -145,42 +149,59 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b := e.pick(w, r)
 	e.inflight.Inc()
 	b.inflight.Add(1)
-	defer p.done(e, b, start)
+	defer func() { p.done(e, b, start) }()
 	if isUpgrade(r) {
 		b.serveUpgrade(w, r, p)
 		return
 	}
+	tried, waited := 1, false // swarm tasks tried; waited for new ones
 	for attempt := 0; ; attempt++ {
 		c, err := b.pool.get(r.Context())
-		if err != nil {
-			p.badGateway(w, b, err)
-			return
-		}
-		status, retry, err := b.roundTrip(c, w, r, p.opts.MaxBody)
-		switch {
-		case err == nil:
-			b.codes.inc(status)
-			return
-		case errors.Is(err, errBodyTooLarge):
-			p.tooLarge(w, e)
-			return
-		case status != 0:
-			// The answer had begun: end it broken rather than let a
-			// truncated body look complete.
-			b.codes.inc(status)
-			var gone errClientGone
-			if !errors.As(err, &gone) && r.Context().Err() == nil {
-				b.errs.Inc()
-				p.logUpstream(b, err)
+		// sent: some of the request may have reached the upstream.
+		sent := false
+		if err == nil {
+			var status int
+			var retry bool
+			status, retry, err = b.roundTrip(c, w, r, p.opts.MaxBody)
+			switch {
+			case err == nil:
+				b.codes.inc(status)
+				return
+			case errors.Is(err, errBodyTooLarge):
+				p.tooLarge(w, e)
+				return
+			case status != 0:
+				// The answer had begun: end it broken rather than let a
+				// truncated body look complete.
+				b.codes.inc(status)
+				var gone errClientGone
+				if !errors.As(err, &gone) && r.Context().Err() == nil {
+					b.errs.Inc()
+					p.logUpstream(b, err)
+				}
+				panic(http.ErrAbortHandler)
+			case retry && attempt == 0:
+				continue
 			}
-			panic(http.ErrAbortHandler)
-		case retry && attempt == 0:
-			continue
+			// A request that may be sent again (no body, an idempotent
+			// method) which got no byte of an answer may go to another
+			// swarm task: the one it reached was stopping.
+			sent = !retry && !(errors.Is(err, errNothingRead) && resendable(r))
 		}
 		if r.Context().Err() != nil {
 			// The client went away; nobody reads an answer.
 			b.codes.inc(499)
 			return
+		}
+		if !sent {
+			// A swarm task that refused it (Swarm stops old tasks
+			// before gantry tells the proxy): another task.
+			if nb := p.nextTask(r.Context(), &e, b, &tried, &waited, r.Host, r.URL.Path); nb != nil {
+				b.inflight.Add(-1)
+				nb.inflight.Add(1)
+				b, attempt = nb, -1
+				continue
+			}
 		}
 		p.badGateway(w, b, err)
 		return
@@ -279,6 +300,9 @@ func (p *Proxy) build(st State) *table {
 		if r.Upstream != nil {
 			e.b = p.backend(r.Env, r.Service, *r.Upstream)
 		}
+		for _, u := range r.Tasks {
+			e.tasks = append(e.tasks, p.backend(r.Env, r.Service, u))
+		}
 		p.buildCanary(e, keep)
 		if mt, ok := st.Maintenance[r.Env]; ok {
 			e.maint = &maintenance{page: maintenancePage(r.Env, mt.Message)}
@@ -324,6 +348,7 @@ func (p *Proxy) commit(st State) error {
 	p.m.stateSave.Inc()
 	p.state = st
 	p.tbl.Store(p.build(st))
+	p.tableChanged()
 	return nil
 }
 
@@ -385,9 +410,9 @@ func (p *Proxy) SetRoutes(routes []Route, envs []string) error {
 		}
 		if i := old.find(r.Env, r.Service); i >= 0 {
 			o := old.Routes[i]
-			r.Upstream, r.Previous, r.SwitchedAt, r.Canary = o.Upstream, o.Previous, o.SwitchedAt, o.Canary
+			r.Upstream, r.Previous, r.SwitchedAt, r.Canary, r.Tasks = o.Upstream, o.Previous, o.SwitchedAt, o.Canary, o.Tasks
 		} else {
-			r.Upstream, r.Previous, r.SwitchedAt, r.Canary = nil, nil, time.Time{}, nil
+			r.Upstream, r.Previous, r.SwitchedAt, r.Canary, r.Tasks = nil, nil, time.Time{}, nil, nil
 		}
 		st.Routes = append(st.Routes, r)
 	}
@@ -462,6 +487,7 @@ func (p *Proxy) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, er
 	r.SwitchedAt = time.Now().UTC()
 	canary := r.Canary
 	r.Canary = nil
+	r.Tasks = nil // a repair on a swarm route: the next task list replaces it
 	if err := p.commit(st); err != nil {
 		return SwitchResult{}, err
 	}
@@ -541,6 +567,10 @@ func (p *Proxy) Drain(ctx context.Context, req DrainRequest) (DrainResult, error
 				p.mu.Unlock()
 				return DrainResult{}, fmt.Errorf("%w: %s is the canary of %s in %s; abort or promote the canary first", ErrInput, req.Addr, req.Service, req.Env)
 			}
+			if r.Env == req.Env && r.Service == req.Service && r.hasTask(req.Addr) {
+				p.mu.Unlock()
+				return DrainResult{}, fmt.Errorf("%w: %s is a running swarm task of %s in %s; gantry drains a task when Swarm stops it", ErrInput, req.Addr, req.Service, req.Env)
+			}
 		}
 	}
 	p.mu.Unlock()
@@ -586,6 +616,9 @@ func (p *Proxy) routed(b *backend) bool {
 			return true
 		}
 		if r.Env == b.env && r.Service == b.service && r.Canary != nil && r.Canary.Upstream.Addr == b.addr {
+			return true
+		}
+		if r.Env == b.env && r.Service == b.service && r.hasTask(b.addr) {
 			return true
 		}
 	}

@@ -34,6 +34,12 @@ type Route struct {
 	// the route has none. Changes make a new Canary, never edit one: a
 	// copy of the state shares it.
 	Canary *Canary `json:"canary,omitempty"`
+	// Tasks are the running tasks of a swarm service, each at its node's
+	// address and the port Swarm published for it, with its release: the
+	// route sends its requests to each in turn. gantry sets them as Swarm
+	// starts and stops tasks (SetTasks). A route has an Upstream (a
+	// container on a Docker host) or Tasks, never both.
+	Tasks []Upstream `json:"tasks,omitempty"`
 }
 
 // Maintenance is an environment answering 503 with a page.

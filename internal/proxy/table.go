@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,6 +35,10 @@ type entry struct {
 	stickyHeader string
 	stickyCookie string
 	maint        *maintenance // nil: serving
+	// tasks are the backends of a swarm service's tasks (Route.Tasks),
+	// taken in turn; next counts the turns.
+	tasks []*backend
+	next  atomic.Uint32
 	// own counts the answers the proxy gives without a release (release
 	// label empty): maintenance, nothing routed, body too large.
 	own      codeCounters
@@ -123,6 +128,9 @@ func checkRoute(r *Route) error {
 		if err := checkAddr(u.Addr); err != nil {
 			return fmt.Errorf("route %s/%s: %w", r.Env, r.Service, err)
 		}
+	}
+	if err := checkTasks(r); err != nil {
+		return err
 	}
 	return checkCanary(r)
 }

@@ -296,6 +296,18 @@ type Orchestrator interface {
 	// what its services refer to is still there or can be made again
 	// (wrapping ErrSecretUnavailable when a secret cannot).
 	Check(ctx context.Context, p *Plan) error
+	// Endpoints lists where the running tasks of a service answer on a
+	// container port it publishes in mode host (a routed service), for the
+	// gantry proxy: each task's node address and published port.
+	Endpoints(ctx context.Context, project, env, service string, port int) ([]Endpoint, error)
+}
+
+// Endpoint is where one running task of a service answers on a port: its
+// node's address and the port the orchestrator published for it there.
+type Endpoint struct {
+	Addr    string `json:"addr"` // HOST:PORT
+	Release string `json:"release"`
+	Task    string `json:"task"` // the task's ID
 }
 
 // ErrUnsupported marks what a runtime cannot run (a compose feature Swarm

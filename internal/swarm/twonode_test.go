@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -31,14 +34,22 @@ networks:
   front: {}
 `
 
+// fourReplicasRouted publishes web's 8080 as gantry does for a routed
+// service: in mode host, on an ephemeral port of each task's node.
+var fourReplicasRouted = strings.Replace(fourReplicas, "    networks: [front]\n", "    networks: [front]\n    ports: [{ target: 8080, mode: host }]\n", 1)
+
 // TestTwoNodes deploys a release across a real two-node swarm (the local
 // engine and a second dockerd in a network namespace, which pulls the
 // image from the test registry by digest), then a second release, reads
-// replicas per node in the status, and kills a task on the worker
+// replicas per node in the status, reaches every task at the endpoint the
+// proxy would route to, and kills a task on the worker
 // (workerTaskSeenByManager).
 func TestTwoNodes(t *testing.T) {
 	sc := testenv.SwarmWithWorker(t)
-	f := newFixture(t, sc, fourReplicas)
+	if !strings.Contains(fourReplicasRouted, "mode: host") {
+		t.Fatal("fourReplicasRouted publishes no port")
+	}
+	f := newFixture(t, sc, fourReplicasRouted)
 	res, err := f.deploy("1.0.0", map[string]string{"web": testenv.Healthy})
 	if err != nil || res.State != store.Succeeded {
 		t.Fatalf("deploy 1.0.0: %v (%+v)", err, res)
@@ -68,6 +79,7 @@ func TestTwoNodes(t *testing.T) {
 			t.Errorf("status of node %s: %d/%d", n.Node, n.Running, n.Desired)
 		}
 	}
+	endpointsAnswer(t, f, "2.0.0", 4)
 	workerTaskSeenByManager(t, sc, f)
 }
 
@@ -214,4 +226,36 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// endpointsAnswer lists web's endpoints (what the gantry proxy routes to)
+// and wants n of them, on both nodes' addresses, each answering its
+// release from this machine.
+func endpointsAnswer(t *testing.T, f *fixture, release string, n int) {
+	t.Helper()
+	eps, err := f.rt.Endpoints(context.Background(), f.project, "staging", "web", 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]bool{}
+	for _, ep := range eps {
+		host, _, _ := net.SplitHostPort(ep.Addr)
+		hosts[host] = true
+		if ep.Release != release {
+			t.Errorf("endpoint %s is release %s, want %s", ep.Addr, ep.Release, release)
+		}
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + ep.Addr + "/version")
+		if err != nil {
+			t.Errorf("endpoint %s: %v", ep.Addr, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if v := strings.TrimSpace(string(b)); v != release {
+			t.Errorf("endpoint %s answers %q, want %s", ep.Addr, v, release)
+		}
+	}
+	if len(eps) != n || !hosts["10.210.0.1"] || !hosts["10.210.0.2"] {
+		t.Errorf("endpoints %+v: want %d on both nodes (10.210.0.1, 10.210.0.2)", eps, n)
+	}
 }

@@ -1,0 +1,167 @@
+package proxy
+
+// Routes to swarm services. Swarm runs a service as tasks that it starts,
+// stops and moves between nodes by itself, during a rollout and at any
+// other time (a node goes down, a task fails). gantry publishes the routed
+// port of each task in host mode on an ephemeral port of its node, follows
+// the tasks, and sets the running ones on the route (SetTasks); the proxy
+// sends the route's requests to each in turn.
+//
+// Swarm stops an old task 2 s after it decides to (its gossip delay), and
+// gantry, which looks at the tasks 4 times a second, has taken the task
+// off the route by then. A task can still go first: a crash, a node that
+// goes down, a manager too busy to answer in time. A request such a task
+// refuses, or closes without a byte of answer, goes to the next task when
+// it may be sent again (no body, an idempotent method), and when every
+// task refused, it waits for the route's next tasks (up to taskWait)
+// instead of failing.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// taskWait is how long a request whose every task refused it waits for the
+// route to get new tasks. gantry lists a swarm's tasks a few times a
+// second; a rollout that replaced the last old task is seen within it.
+const taskWait = 3 * time.Second
+
+// TasksRequest sets the tasks of a swarm service's route: every running
+// task, at its node's address and published port, with its release.
+type TasksRequest struct {
+	Env     string     `json:"env"`
+	Service string     `json:"service"`
+	Tasks   []Upstream `json:"tasks"`
+}
+
+// TasksResult is the route after SetTasks, with the tasks it no longer
+// has (drained in the background).
+type TasksResult struct {
+	Route   Route      `json:"route"`
+	Removed []Upstream `json:"removed,omitempty"`
+}
+
+func checkTasks(r *Route) error {
+	if len(r.Tasks) == 0 {
+		return nil
+	}
+	if r.Upstream != nil {
+		return fmt.Errorf("route %s/%s has a release on a Docker host (%s) and swarm tasks; it has one or the other", r.Env, r.Service, r.Upstream.Addr)
+	}
+	seen := map[string]bool{}
+	for _, t := range r.Tasks {
+		if err := checkAddr(t.Addr); err != nil {
+			return fmt.Errorf("route %s/%s: task: %w", r.Env, r.Service, err)
+		}
+		if seen[t.Addr] {
+			return fmt.Errorf("route %s/%s: two tasks at %s; each task has its own address", r.Env, r.Service, t.Addr)
+		}
+		seen[t.Addr] = true
+	}
+	return nil
+}
+
+// SetTasks replaces the tasks of an existing route (gantry.yaml's routes
+// are set when the proxy starts). The route leaves the release it had on a
+// Docker host, if any: its environment moved to a swarm. Tasks it no
+// longer has drain in the background: their requests in flight finish,
+// up to the drain timeout. An empty list leaves the route with nothing to
+// serve (503) until tasks run again.
+func (p *Proxy) SetTasks(_ context.Context, req TasksRequest) (TasksResult, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.state.clone()
+	i := st.find(req.Env, req.Service)
+	if i < 0 {
+		return TasksResult{}, fmt.Errorf("%w: no route for %s in %s; add it under environments.%s.routes in gantry.yaml and restart the proxy", ErrNotFound, req.Service, req.Env, req.Env)
+	}
+	r := &st.Routes[i]
+	if slices.Equal(r.Tasks, req.Tasks) && r.Upstream == nil {
+		return TasksResult{Route: *r}, nil
+	}
+	var removed []Upstream
+	for _, t := range r.Tasks {
+		if !slices.ContainsFunc(req.Tasks, func(n Upstream) bool { return n.Addr == t.Addr }) {
+			removed = append(removed, t)
+		}
+	}
+	if r.Upstream != nil {
+		removed = append(removed, *r.Upstream)
+	}
+	r.Tasks = slices.Clone(req.Tasks)
+	r.Upstream, r.Previous, r.Canary = nil, nil, nil
+	r.SwitchedAt = time.Now().UTC()
+	if err := p.commit(st); err != nil {
+		return TasksResult{}, err
+	}
+	p.log.Info("tasks", "env", req.Env, "service", req.Service, "tasks", len(req.Tasks), "removed", len(removed))
+	for _, u := range removed {
+		go p.Drain(context.WithoutCancel(context.Background()), DrainRequest{Env: req.Env, Service: req.Service, Addr: u.Addr})
+	}
+	return TasksResult{Route: p.state.Routes[i], Removed: removed}, nil
+}
+
+// hasTask says whether addr is one of a route's tasks.
+func (r *Route) hasTask(addr string) bool {
+	return slices.ContainsFunc(r.Tasks, func(t Upstream) bool { return t.Addr == addr })
+}
+
+// pickTask is the route's next task in turn.
+func (e *entry) pickTask() *backend {
+	return e.tasks[e.next.Add(1)%uint32(len(e.tasks))]
+}
+
+// nextTask is where a request goes after the task b could not take it
+// (nothing of it was sent): the task after b on the route, until every
+// task was tried (tried counts them); then, once (waited), a task of the
+// route's next table, which it waits for up to taskWait, and *e becomes
+// that table's entry. nil: nowhere left; answer 502.
+func (p *Proxy) nextTask(ctx context.Context, e **entry, b *backend, tried *int, waited *bool, host, path string) *backend {
+	cur := *e
+	n := len(cur.tasks)
+	if n == 0 {
+		return nil
+	}
+	if *tried < n {
+		*tried++
+		return cur.tasks[(slices.Index(cur.tasks, b)+1)%n]
+	}
+	if *waited {
+		return nil
+	}
+	*waited = true
+	ne := p.awaitEntry(ctx, cur, host, path)
+	if ne == nil || len(ne.tasks) == 0 || ne.Env != cur.Env || ne.Service != cur.Service || ne.maint != nil {
+		return nil
+	}
+	*e, *tried = ne, 1
+	return ne.pickTask()
+}
+
+// awaitEntry waits until the routing table changes (or taskWait passes, or
+// ctx ends) and returns the route of host and path in the table then.
+func (p *Proxy) awaitEntry(ctx context.Context, e *entry, host, path string) *entry {
+	changed := *p.changed.Load()
+	if ne := p.tbl.Load().lookup(host, path); ne != e {
+		return ne
+	}
+	t := time.NewTimer(taskWait)
+	defer t.Stop()
+	select {
+	case <-changed:
+	case <-t.C:
+	case <-ctx.Done():
+		return nil
+	}
+	return p.tbl.Load().lookup(host, path)
+}
+
+// tableChanged wakes the requests waiting for a new table.
+func (p *Proxy) tableChanged() {
+	next := make(chan struct{})
+	if old := p.changed.Swap(&next); old != nil {
+		close(*old)
+	}
+}

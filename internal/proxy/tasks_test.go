@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry/internal/testenv"
+)
+
+func mustSetTasks(t testing.TB, p *Proxy, env, svc string, us ...upstream) TasksResult {
+	t.Helper()
+	req := TasksRequest{Env: env, Service: svc, Tasks: []Upstream{}}
+	for _, u := range us {
+		req.Tasks = append(req.Tasks, Upstream{Addr: u.addr, Release: u.release})
+	}
+	res, err := p.SetTasks(context.Background(), req)
+	if err != nil {
+		t.Fatalf("set the tasks of %s/%s: %v", env, svc, err)
+	}
+	return res
+}
+
+// TestTasksUnderLoad routes to a swarm service's tasks (here containers
+// on loopback, as Swarm's host-mode ports are) under a bounded load, and
+// does what Swarm does during a rollout: a task stops before the proxy is
+// told (its requests go to the other task), the proxy is told, and then
+// the last old task stops before the new one is set (requests wait for
+// it). No request fails.
+func TestTasksUnderLoad(t *testing.T) {
+	project := testenv.Project(t, "tasks")
+	a := startUpstream(t, project, "blue-a")
+	b := startUpstream(t, project, "blue-b")
+	c := startUpstream(t, project, "green-c")
+	rp := startProxy(t, proxyConf{})
+	if err := rp.p.SetRoutes([]Route{{Env: "prod", Service: "web", Host: "shop.test", Path: "/"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustSetTasks(t, rp.p, "prod", "web", a, b)
+
+	load := testenv.StartLoad(t, rp.http+"/", "shop.test", 200, 4*time.Second, releaseOf)
+	time.Sleep(700 * time.Millisecond)
+	// Swarm stops a; the proxy still lists it.
+	stopUpstream(t, a)
+	time.Sleep(700 * time.Millisecond)
+	res := mustSetTasks(t, rp.p, "prod", "web", b)
+	if len(res.Removed) != 1 || res.Removed[0].Addr != a.addr {
+		t.Errorf("removed %+v, want a (%s)", res.Removed, a.addr)
+	}
+	time.Sleep(700 * time.Millisecond)
+	// The last old task stops; its replacement is set 300ms later.
+	stopUpstream(t, b)
+	time.Sleep(300 * time.Millisecond)
+	mustSetTasks(t, rp.p, "prod", "web", c)
+	noFailures(t, load, "task changes", "blue-a", "blue-b", "green-c")
+
+	if _, body := get(t, http.DefaultClient, rp.http, "shop.test", "/"); decodeEcho(t, body).Release != "green-c" {
+		t.Errorf("after the rollout: %s", body)
+	}
+	// Every task gone: the route waits taskWait, then answers 502.
+	stopUpstream(t, c)
+	start := time.Now()
+	resp, _ := get(t, http.DefaultClient, rp.http, "shop.test", "/")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("with every task stopped: %d, want 502", resp.StatusCode)
+	}
+	if waited := time.Since(start); waited < taskWait || waited > taskWait+2*time.Second {
+		t.Errorf("answered 502 after %s, want after the task wait (%s)", waited, taskWait)
+	}
+}
+
+// TestTasksRoundRobin spreads requests over the tasks in turn, and a route
+// keeps its tasks across a restart of the proxy and a new SetRoutes.
+func TestTasksRoundRobin(t *testing.T) {
+	project := testenv.Project(t, "taskrr")
+	a := startUpstream(t, project, "one")
+	b := startUpstream(t, project, "two")
+	state := t.TempDir() + "/state.json"
+	rp := startProxy(t, proxyConf{stateFile: state})
+	routes := []Route{{Env: "prod", Service: "web", Path: "/"}}
+	if err := rp.p.SetRoutes(routes, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustSetTasks(t, rp.p, "prod", "web", a, b)
+	count := map[string]int{}
+	for range 10 {
+		_, body := get(t, http.DefaultClient, rp.http, "any.test", "/")
+		count[decodeEcho(t, body).Release]++
+	}
+	if count["one"] != 5 || count["two"] != 5 {
+		t.Errorf("10 requests over two tasks: %v, want 5 each", count)
+	}
+
+	rp.stop()
+	<-rp.stopped
+	p2, err := New(Options{StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.SetRoutes(routes, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := p2.State().Route("prod", "web"); r == nil || len(r.Tasks) != 2 || r.Tasks[0].Addr != a.addr || r.Tasks[1].Addr != b.addr {
+		t.Errorf("after a restart: %+v", r)
+	}
+}
+
+// TestTasksBadInput: what SetTasks refuses changes nothing.
+func TestTasksBadInput(t *testing.T) {
+	p, err := New(Options{StateFile: t.TempDir() + "/state.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetRoutes([]Route{{Env: "prod", Service: "web", Path: "/"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ok := Upstream{Addr: "127.0.0.1:30001", Release: "1.0.0"}
+	if _, err := p.SetTasks(context.Background(), TasksRequest{Env: "prod", Service: "web", Tasks: []Upstream{ok}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  TasksRequest
+		want error
+	}{
+		{"unknown route", TasksRequest{Env: "prod", Service: "api", Tasks: []Upstream{ok}}, ErrNotFound},
+		{"not an address", TasksRequest{Env: "prod", Service: "web", Tasks: []Upstream{{Addr: "10.0.0.1"}}}, ErrInput},
+		{"port 0", TasksRequest{Env: "prod", Service: "web", Tasks: []Upstream{{Addr: "10.0.0.1:0"}}}, ErrInput},
+		{"one address twice", TasksRequest{Env: "prod", Service: "web", Tasks: []Upstream{ok, ok}}, ErrInput},
+	} {
+		if _, err := p.SetTasks(context.Background(), tc.req); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if r := p.State().Route("prod", "web"); len(r.Tasks) != 1 || r.Tasks[0] != ok {
+		t.Errorf("refused changes changed the route: %+v", r)
+	}
+	if _, err := p.Drain(context.Background(), DrainRequest{Env: "prod", Service: "web", Addr: ok.Addr}); !errors.Is(err, ErrInput) {
+		t.Errorf("drain of a running task: %v, want it refused", err)
+	}
+}
