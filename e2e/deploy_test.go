@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -452,4 +454,35 @@ func TestConcurrentDeployRefusedAndCtrlCRollsBack(t *testing.T) {
 	if v := p.version(); v != "1.0.0" {
 		t.Fatalf("serving %q, want 1.0.0", v)
 	}
+}
+
+// TestDeployBesideStatusLoop: commands that only look at an environment
+// (gantry status, gantry history) while deploys start do not make them
+// fail as busy. Each looks for interrupted work under the environment's
+// lock for a moment; a deploy that finds the lock held so waits for it.
+// (A deploy started beside the e2e test's history polling once failed
+// this way.)
+func TestDeployBesideStatusLoop(t *testing.T) {
+	p := newProject(t, "beside", gantryStaging, webFixed)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var looks atomic.Int64
+	for _, look := range []string{"status", "history"} {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				cmd, _, _ := p.command(ctx, look, "staging")
+				cmd.Run()
+				looks.Add(1)
+			}
+		})
+	}
+	for _, rel := range []string{"1.0.0", "1.0.1", "1.0.2", "1.0.3"} {
+		if r := p.run("deploy", "staging", "--release", rel); r.code != 0 {
+			t.Errorf("deploy %s beside a loop of status and history: %s", rel, r)
+		}
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("%d looks at staging beside 4 deploys", looks.Load())
 }

@@ -526,7 +526,7 @@ var ErrCanaryNotTaken = errors.New("the canary did not take the request")
 // gantry is gone (nobody holds the environment), or the canary ended (its
 // deployment finished); nil when that gantry still runs and will take it.
 func notTaken(ctx context.Context, st *store.Store, project, env string, c *CanarySignal) error {
-	if lock, err := st.TryAcquire(ctx, project, env, "canary-signal"); err == nil && lock != nil {
+	if lock, err := st.TryAcquire(ctx, project, env, store.PurposeCanaryCheck); err == nil && lock != nil {
 		lock.Release()
 		return fmt.Errorf("%w: the gantry that ran the canary of %s in %s (pid %d) is gone; the next gantry command on %s recovers the environment (aborts the canary, rolls deployment %d back): run gantry status %s",
 			ErrCanaryNotTaken, c.Service, env, c.PID, env, c.Deployment, env)

@@ -17,7 +17,7 @@ import (
 // live gantry holds the environment, Recover leaves it alone.
 func (e *Engine) Recover(ctx context.Context, project, env string) (_ []int64, err error) {
 	defer func() { err = e.redact.Error(err) }()
-	lock, err := e.store.TryAcquire(ctx, project, env, "recover")
+	lock, err := e.store.TryAcquire(ctx, project, env, store.PurposeRecover)
 	if lock == nil || err != nil {
 		return nil, err
 	}

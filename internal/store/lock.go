@@ -71,25 +71,42 @@ func (s *Store) TryAcquire(ctx context.Context, project, env, purpose string) (*
 	return l, err
 }
 
-// PurposeRouteSync is the lock's purpose while the proxy's route sync
-// re-points a route: a moment's work that a deploy waits for rather than
-// being refused as busy by a process its user never ran.
-const PurposeRouteSync = "route-sync"
+// The lock's purposes for a moment's work, which a deploy waits for
+// rather than being refused as busy by a process its user may not even
+// have run: the proxy's route sync re-pointing a route; a command such as
+// `gantry status` or `gantry history` looking for interrupted work to
+// recover (which finds none, nearly always); a check whether a canary's
+// gantry is still there.
+const (
+	PurposeRouteSync   = "route-sync"
+	PurposeRecover     = "recover"
+	PurposeCanaryCheck = "canary-signal"
+)
 
-// briefWait is how long Acquire waits for a brief holder (route sync).
+// brief says whether a holder's purpose is a moment's work.
+func brief(purpose string) bool {
+	switch purpose {
+	case PurposeRouteSync, PurposeRecover, PurposeCanaryCheck:
+		return true
+	}
+	return false
+}
+
+// briefWait is how long Acquire waits for a brief holder.
 const briefWait = 10 * time.Second
 
 // Acquire takes the deploy lock of an environment. A lock held by a process
 // that is gone (same host, pid not alive) or that stopped its heartbeat is
 // taken over, and reported in Lock.Stale. A lock held by a live process is
-// a LockedError, at once, except while the holder is a route sync: that
-// ends within a moment, and Acquire waits for it (up to briefWait).
+// a LockedError, at once, except while the holder's purpose is brief (a
+// route sync, a recovery check, a canary check): that ends within a
+// moment, and Acquire waits for it (up to briefWait).
 func (s *Store) Acquire(ctx context.Context, project, env, purpose string) (*Lock, error) {
 	deadline := time.Now().Add(briefWait)
 	for {
 		l, err := s.acquire(ctx, project, env, purpose)
 		var locked *LockedError
-		if !errors.As(err, &locked) || locked.Holder.Purpose != PurposeRouteSync || time.Now().After(deadline) {
+		if !errors.As(err, &locked) || !brief(locked.Holder.Purpose) || time.Now().After(deadline) {
 			return l, err
 		}
 		select {

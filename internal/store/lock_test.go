@@ -242,28 +242,36 @@ func TestLockLostWhenTakenOver(t *testing.T) {
 	}
 }
 
-// TestLockWaitsForRouteSync: a deploy that finds the proxy's route sync
-// holding the environment waits for it rather than failing as busy; a
-// TryAcquire never waits.
-func TestLockWaitsForRouteSync(t *testing.T) {
+// TestLockWaitsForBriefHolders: a deploy that finds the environment held
+// for a moment's work (the proxy's route sync; `gantry status` or
+// `history` looking for work to recover, which made a deploy started
+// beside a status loop fail as busy; a canary check) waits for it rather
+// than failing as busy; a TryAcquire never waits.
+func TestLockWaitsForBriefHolders(t *testing.T) {
+	for _, purpose := range []string{PurposeRouteSync, PurposeRecover, PurposeCanaryCheck} {
+		t.Run(purpose, func(t *testing.T) { waitsFor(t, purpose) })
+	}
+}
+
+func waitsFor(t *testing.T, purpose string) {
 	dir := t.TempDir()
 	a, b := open(t, dir), open(t, dir)
 	ctx := context.Background()
-	sync, err := a.TryAcquire(ctx, "shop", "staging", PurposeRouteSync)
-	if err != nil || sync == nil {
-		t.Fatalf("route sync lock: %v %v", sync, err)
+	held, err := a.TryAcquire(ctx, "shop", "staging", purpose)
+	if err != nil || held == nil {
+		t.Fatalf("%s lock: %v %v", purpose, held, err)
 	}
-	if l, err := b.TryAcquire(ctx, "shop", "staging", "recover"); l != nil || err != nil {
+	if l, err := b.TryAcquire(ctx, "shop", "staging", PurposeRecover); l != nil || err != nil {
 		t.Fatalf("TryAcquire while held: %v %v, want nil, nil", l, err)
 	}
-	time.AfterFunc(300*time.Millisecond, func() { sync.Release() })
+	time.AfterFunc(300*time.Millisecond, func() { held.Release() })
 	start := time.Now()
 	l, err := b.Acquire(ctx, "shop", "staging", "deploy")
 	if err != nil {
-		t.Fatalf("a deploy after a route sync: %v", err)
+		t.Fatalf("a deploy after a %s: %v", purpose, err)
 	}
 	if waited := time.Since(start); waited < 250*time.Millisecond {
-		t.Errorf("took the lock after %s, before the route sync released it", waited)
+		t.Errorf("took the lock after %s, before the %s released it", waited, purpose)
 	}
 	defer l.Release()
 	// A deploy holding it is no brief holder: refused at once.
