@@ -25,7 +25,9 @@
 #      production, it waits, bob approves, production runs it on :18081
 #  11. move staging to a single-node swarm made for the step (skipped when
 #      the engine is in a swarm already): deploy 0.1.0 there, status per
-#      node, a release with a broken service rolled back whole; leave it
+#      node, web routed through `gantry proxy` on 127.0.0.1:18087 to its
+#      tasks, a release with a broken service rolled back whole under a
+#      curl loop through the proxy (none may fail); leave it
 #  12. show `gantry releases`, `gantry status` and `gantry history`
 #  13. print a summary
 #
@@ -336,13 +338,14 @@ stop_proxy() {
 }
 trap 'stop_proxy; stop_registry' EXIT
 
-# load OUT STOP: GET $bg_url/version in a loop, one line "CODE VERSION" per
-# request in OUT (000 for a connection error), until the file STOP exists;
-# at most 600 requests and 20 s.
+# load OUT STOP [URL [MAX [SECS]]]: GET URL/version (default $bg_url) in a
+# loop, one line "CODE VERSION" per request in OUT (000 for a connection
+# error), until the file STOP exists; at most MAX requests (600) and SECS
+# seconds (20).
 load() {
-	local end=$((SECONDS + 20)) n=0 out code body
-	while [ "$n" -lt 600 ] && [ "$SECONDS" -lt "$end" ] && [ ! -e "$2" ]; do
-		out="$(curl -s --max-time 2 -w ' %{http_code}' "$bg_url/version" 2>/dev/null)" || true
+	local end=$((SECONDS + ${5:-20})) max=${4:-600} n=0 out code body base=${3:-$bg_url}
+	while [ "$n" -lt "$max" ] && [ "$SECONDS" -lt "$end" ] && [ ! -e "$2" ]; do
+		out="$(curl -s --max-time 2 -w ' %{http_code}' "$base/version" 2>/dev/null)" || true
 		code="${out##* }" body="${out% *}"
 		[ "$out" != "$code" ] || body=
 		body="${body//$'\n'/}"
@@ -644,6 +647,9 @@ if [ -n "$swarm_skip" ]; then
 	swarm_result="swarm step skipped: $swarm_skip"
 	done_step "swarm: skipped (engine busy in a swarm)"
 else
+	sw_addr=127.0.0.1:18087 sw_url=http://127.0.0.1:18087
+	[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$sw_url/" || true)" = 000 ] ||
+		fail "something already listens on $sw_addr; stop it and run again"
 	docker network inspect docker_gwbridge >/dev/null 2>&1 && swarm_had_gwbridge=1
 	echo '    $ docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:24377 --data-path-port 24789 --default-addr-pool 10.212.0.0/16'
 	docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:24377 --data-path-port 24789 \
@@ -654,8 +660,9 @@ else
 	printf '    a single-node swarm, node %s (manager); the demo leaves it at the end of this step\n' "$(cat "$swarm_marker")"
 	cat >compose.swarm.yaml <<'YAML'
 # hello on a swarm: no 127.0.0.1:PORT (Swarm publishes on every interface of
-# every node), so nothing is published; api reaches web by its name on the
-# overlay network. A second service shows a release rolled back whole.
+# every node), so nothing is published here; web is routed through gantry
+# proxy (gantry.yaml), and api reaches web by its name on the overlay
+# network. A second service shows a release rolled back whole.
 services:
   web:
     image: 127.0.0.1:15000/hello/web
@@ -682,9 +689,22 @@ YAML
     compose_files: [compose.swarm.yaml]
     keep_releases: 1               # secrets and configs of 1 earlier release stay on the swarm
     health: { window: 40s, min_healthy: 1s }    # min_healthy is Swarm's update monitor
+    routes:
+      web: { port: 8080 }          # gantry proxy -> web's running tasks
+proxy:
+  listen: $sw_addr
 YAML
 	commit "chore: a swarm environment"
-	echo "    gantry.yaml: environment swarm (swarm: the local engine, now a manager; compose.swarm.yaml)"
+	echo "    gantry.yaml: environment swarm (swarm: the local engine, now a manager; compose.swarm.yaml), web routed through gantry proxy on $sw_addr"
+	echo '    $ gantry proxy &'
+	"$GANTRY" proxy >"$demo_dir/swarm-proxy.log" 2>&1 &
+	proxy_pid=$!
+	for _ in $(seq 1 100); do
+		grep -q 'admin socket' "$demo_dir/swarm-proxy.log" && break
+		kill -0 "$proxy_pid" 2>/dev/null || fail "gantry proxy exited: $(tail -n 5 "$demo_dir/swarm-proxy.log")"
+		sleep 0.1
+	done
+	grep -q 'admin socket' "$demo_dir/swarm-proxy.log" || fail "gantry proxy did not start (log: $demo_dir/swarm-proxy.log)"
 	swarm_deploy() { # swarm_deploy LOG ARGS...: a deploy to the swarm, its lines indented
 		local log=$1 rc=0
 		shift
@@ -697,10 +717,29 @@ YAML
 		fail "deploying 0.1.0 to the swarm failed"
 	show "$GANTRY" status swarm | sed '1!s/^/    /'
 	[ "${PIPESTATUS[0]}" = 0 ] || fail "gantry status swarm failed"
+	show "$GANTRY" proxy status | sed '1!s/^/    /'
+	[ "${PIPESTATUS[0]}" = 0 ] || fail "gantry proxy status failed"
+	sw_v1="$(curl -fsS --max-time 2 "$sw_url/version" 2>/dev/null || echo nothing)"
+	[ "$sw_v1" = 0.1.0 ] || fail "through the proxy $sw_url/version says \"$sw_v1\", want 0.1.0 (web's tasks on the swarm)"
 	# web on the healthy 0.2.1, api on the broken 0.2.0 build: web's update
-	# succeeds, api's never gets healthy, and both go back to 0.1.0.
+	# succeeds, api's never gets healthy, and both go back to 0.1.0, while
+	# a curl loop goes through the proxy to web's tasks.
+	sw_load="$demo_dir/swarm-load.txt" sw_stop="$demo_dir/swarm-load.stop"
+	rm -f "$sw_load" "$sw_stop"
+	: >"$sw_load"
+	echo "    curl loop on $sw_url/version (at most 3000 requests, 60 s) ..."
+	load "$sw_load" "$sw_stop" "$sw_url" 3000 60 &
+	load_pid=$!
 	swarm_rc=0
 	swarm_deploy "$demo_dir/swarm-2.log" --release 0.2.1 --image api=127.0.0.1:15000/hello/web:0.2.0 || swarm_rc=$?
+	touch "$sw_stop"
+	wait "$load_pid" || true
+	load_pid=
+	sw_total="$(wc -l <"$sw_load")"
+	sw_failed="$(grep -cv '^2' "$sw_load" || true)"
+	sw_runs="$(awk '{print $2}' "$sw_load" | sort | uniq -c | awk '{printf "%s%s x%d", (NR > 1 ? ", " : ""), $2, $1}')"
+	printf '    through the proxy: %d requests, %d failed; answered by: %s\n' "$sw_total" "$sw_failed" "$sw_runs"
+	[ "$sw_failed" = 0 ] || fail "$sw_failed of $sw_total requests through the proxy to the swarm failed: $(grep -v '^2' "$sw_load" | sort | uniq -c | tr '\n' ';')"
 	[ "$swarm_rc" = 3 ] || fail "deploying 0.2.1 with a broken api to the swarm exited $swarm_rc, want 3 (failed, rolled back)"
 	grep -q 'every service (.*) rolled back to 0.1.0 together' "$demo_dir/swarm-2.log" ||
 		fail "gantry did not say that every service went back to 0.1.0 together"
@@ -714,11 +753,15 @@ YAML
 	done
 	show "$GANTRY" status swarm | sed '1!s/^/    /'
 	[ "${PIPESTATUS[0]}" = 0 ] || fail "gantry status swarm failed"
+	stop_proxy
 	echo '    $ docker swarm leave --force'
 	leave_swarm
 	[ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = inactive ] || fail "the engine is still in the swarm the demo made"
-	swarm_result="on a single-node swarm, 0.1.0 ran 2 web + 1 api tasks; 0.2.1 with a broken api rolled back whole to 0.1.0 (exit $swarm_rc), and the demo left the swarm"
-	done_step "swarm: 0.1.0 deployed, a broken release rolled back whole"
+	swarm_result="on a single-node swarm, 0.1.0 ran 2 web + 1 api tasks; 0.2.1
+      with a broken api rolled back whole to 0.1.0 (exit $swarm_rc) while gantry
+      proxy sent $sw_total requests to web's tasks, $sw_failed failed; the demo
+      left the swarm"
+	done_step "swarm: rolled back whole, $sw_failed of $sw_total via proxy failed"
 fi
 # ================================================== end of swarm (issue 8)
 
