@@ -100,14 +100,14 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d 
 		res.Failure = f
 		return e.rollbackRelease(ctx, o, d, plan, prevPlan, prev, res, start, pol, cause)
 	}
+	if err := e.requireProxy(ctx, plan); err != nil {
+		return fail(&Failure{Check: checkProxy, Reason: err.Error()}, err)
+	}
 	if err := e.step(ctx, d.ID, "", "prepare", "networks, secrets, configs"); err != nil {
 		return fail(&Failure{Check: "record", Reason: err.Error()}, err)
 	}
 	if err := o.Prepare(ctx, plan); err != nil {
 		return fail(&Failure{Check: "prepare", Reason: err.Error()}, err)
-	}
-	if err := e.requireProxy(ctx, plan); err != nil {
-		return fail(&Failure{Check: checkProxy, Reason: err.Error()}, err)
 	}
 	// The analysis measures while Swarm rolls the services out; its
 	// failure stops following them (applyCtx) and rolls the release back.

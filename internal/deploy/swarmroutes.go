@@ -41,15 +41,40 @@ func routedServices(plan *runtime.Plan) []*runtime.Service {
 	return out
 }
 
-// routeTasks sets, for each routed service of plan, its running tasks on
-// its route in the proxy, where they differ from last (nil: set them all);
-// it returns what it set. Only a plan's routes count: a service's route
-// port comes from the release that serves.
-func (e *Engine) routeTasks(ctx context.Context, o runtime.Orchestrator, plan *runtime.Plan, last map[string][]proxy.Upstream) (map[string][]proxy.Upstream, error) {
+// routedPorts are the routed services of plans, each with the route ports
+// it has in any of them, services in the first plan's order first. During
+// a rollout the old and the new release's tasks run side by side, each
+// publishing its own release's port: a port changed by the new release
+// must not leave the old tasks (or the new ones) off the route.
+func routedPorts(plans []*runtime.Plan) (names []string, ports map[string][]int) {
+	ports = map[string][]int{}
+	for _, p := range plans {
+		for _, s := range routedServices(p) {
+			if _, ok := ports[s.Name]; !ok {
+				names = append(names, s.Name)
+			}
+			if !slices.Contains(ports[s.Name], s.Route.Port) {
+				ports[s.Name] = append(ports[s.Name], s.Route.Port)
+			}
+		}
+	}
+	return names, ports
+}
+
+// routeTasks sets, for each routed service of plans (the serving release
+// and those deploying, of one environment), its running tasks on its route
+// in the proxy, where they differ from last (nil: set them all); it
+// returns what it set.
+func (e *Engine) routeTasks(ctx context.Context, o runtime.Orchestrator, plans []*runtime.Plan, last map[string][]proxy.Upstream) (map[string][]proxy.Upstream, error) {
 	set := map[string][]proxy.Upstream{}
+	if len(plans) == 0 {
+		return set, nil
+	}
+	project, env := plans[0].Project, plans[0].Env
+	names, ports := routedPorts(plans)
 	var errs []error
-	for _, svc := range routedServices(plan) {
-		eps, err := o.Endpoints(ctx, plan.Project, plan.Env, svc.Name, svc.Route.Port)
+	for _, name := range names {
+		eps, err := o.Endpoints(ctx, project, env, name, ports[name])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -58,15 +83,15 @@ func (e *Engine) routeTasks(ctx context.Context, o runtime.Orchestrator, plan *r
 		for _, ep := range eps {
 			tasks = append(tasks, proxy.Upstream{Addr: ep.Addr, Release: ep.Release})
 		}
-		if prev, ok := last[svc.Name]; ok && slices.Equal(prev, tasks) {
-			set[svc.Name] = prev
+		if prev, ok := last[name]; ok && slices.Equal(prev, tasks) {
+			set[name] = prev
 			continue
 		}
-		if _, err := e.proxyClient().SetTasks(ctx, proxy.TasksRequest{Env: plan.Env, Service: svc.Name, Tasks: tasks}); err != nil {
-			errs = append(errs, fmt.Errorf("route %s to its tasks: %w", svc.Name, err))
+		if _, err := e.proxyClient().SetTasks(ctx, proxy.TasksRequest{Env: env, Service: name, Tasks: tasks}); err != nil {
+			errs = append(errs, fmt.Errorf("route %s to its tasks: %w", name, err))
 			continue
 		}
-		set[svc.Name] = tasks
+		set[name] = tasks
 	}
 	return set, errors.Join(errs...)
 }
@@ -79,7 +104,7 @@ func (e *Engine) routeTasksOnce(ctx context.Context, o runtime.Orchestrator, pla
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	set, err := e.routeTasks(ctx, o, plan, nil)
+	set, err := e.routeTasks(ctx, o, []*runtime.Plan{plan}, nil)
 	if err != nil {
 		e.log.Warn("routes not set to the swarm's tasks; the proxy's follower will", "err", err)
 	}
@@ -91,9 +116,11 @@ func (e *Engine) routeTasksOnce(ctx context.Context, o runtime.Orchestrator, pla
 }
 
 // FollowTasks keeps the routes of a swarm environment on the running
-// tasks of its serving release's routed services until ctx ends: it lists
-// them every taskPoll and sets them on the proxy when they change (every
-// resync, unchanged or not: a proxy restarted from an old state file).
+// tasks of its routed services until ctx ends: it lists them every
+// taskPoll and sets them on the proxy when they change (and every resync,
+// unchanged or not: a proxy restarted from an old state file). The routed
+// services and their ports are those of the serving release and of any
+// deployment under way.
 func (e *Engine) FollowTasks(ctx context.Context, project, env string, resync time.Duration) {
 	o, ok := e.rt.(runtime.Orchestrator)
 	if !ok {
@@ -102,8 +129,8 @@ func (e *Engine) FollowTasks(ctx context.Context, project, env string, resync ti
 	poll := time.NewTicker(taskPoll)
 	defer poll.Stop()
 	var last map[string][]proxy.Upstream
-	var planID int64
-	var plan *runtime.Plan
+	plans := map[int64]*runtime.Plan{} // decoded plans, by ID
+	var using []int64                  // the plans of the last look
 	// failingSince is when the looks began to fail (zero: they work);
 	// a proxy starting beside the follower answers within a moment, so
 	// only a failure that lasts is told.
@@ -111,19 +138,22 @@ func (e *Engine) FollowTasks(ctx context.Context, project, env string, resync ti
 	warned := false
 	lastFull := time.Now()
 	for {
-		serving, err := e.store.Serving(ctx, project, env)
-		if err == nil && serving != nil && serving.PlanID != planID {
-			if p, perr := e.planOf(ctx, serving.PlanID); perr == nil {
-				plan, planID, last = p, serving.PlanID, nil
-			} else {
-				err = perr
+		ids, err := e.routedPlans(ctx, project, env)
+		var cur []*runtime.Plan
+		for _, id := range ids {
+			if err != nil {
+				break
 			}
+			if plans[id] == nil {
+				plans[id], err = e.planOf(ctx, id)
+			}
+			cur = append(cur, plans[id])
 		}
-		if err == nil && plan != nil {
-			if time.Since(lastFull) >= resync {
-				last, lastFull = nil, time.Now()
+		if err == nil && len(cur) > 0 {
+			if !slices.Equal(ids, using) || time.Since(lastFull) >= resync {
+				last, lastFull, using = nil, time.Now(), ids
 			}
-			last, err = e.routeTasks(ctx, o, plan, last)
+			last, err = e.routeTasks(ctx, o, cur, last)
 		}
 		switch {
 		case err != nil && failingSince.IsZero():
@@ -143,4 +173,27 @@ func (e *Engine) FollowTasks(ctx context.Context, project, env string, resync ti
 		case <-poll.C:
 		}
 	}
+}
+
+// routedPlans are the IDs of the plans whose routes FollowTasks keeps: the
+// serving release's, then those of the deployments under way.
+func (e *Engine) routedPlans(ctx context.Context, project, env string) ([]int64, error) {
+	var ids []int64
+	serving, err := e.store.Serving(ctx, project, env)
+	if err != nil {
+		return nil, err
+	}
+	if serving != nil {
+		ids = append(ids, serving.PlanID)
+	}
+	unfinished, err := e.store.Unfinished(ctx, project, env)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range unfinished {
+		if d.PlanID != 0 && !slices.Contains(ids, d.PlanID) {
+			ids = append(ids, d.PlanID)
+		}
+	}
+	return ids, nil
 }

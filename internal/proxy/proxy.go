@@ -194,13 +194,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !sent {
-			// A swarm task that refused it (Swarm stops old tasks
-			// before gantry tells the proxy): another task.
+			// A swarm task that refused it (it stopped before gantry
+			// took it off the route): another task.
 			if nb := p.nextTask(r.Context(), &e, b, &tried, &waited, r.Host, r.URL.Path); nb != nil {
 				b.inflight.Add(-1)
 				nb.inflight.Add(1)
 				b, attempt = nb, -1
 				continue
+			}
+			if r.Context().Err() != nil {
+				b.codes.inc(499) // gone while it waited for tasks
+				return
 			}
 		}
 		p.badGateway(w, b, err)
@@ -592,12 +596,18 @@ wait:
 		select {
 		case <-tick.C:
 		case <-deadline.C:
+			if p.routedAgain(b) {
+				return DrainResult{Elapsed: time.Since(start)}, nil
+			}
 			res.Cut = b.cut()
 			p.m.drainCut.WithLabelValues(req.Env, req.Service).Add(float64(res.Cut))
 			break wait
 		case <-ctx.Done():
 			return DrainResult{}, ctx.Err()
 		}
+	}
+	if p.routedAgain(b) {
+		return DrainResult{Elapsed: time.Since(start)}, nil
 	}
 	b.pool.closeIdle()
 	p.mu.Lock()
@@ -608,6 +618,14 @@ wait:
 	res.Elapsed = time.Since(start)
 	p.log.Info("drained", "env", req.Env, "service", req.Service, "upstream", req.Addr, "cut", res.Cut, "elapsed", res.Elapsed)
 	return res, nil
+}
+
+// routedAgain says whether a route took a backend back while it drained (a
+// swarm task that left the list and came back): its drain stops there.
+func (p *Proxy) routedAgain(b *backend) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.backends[backendKey{b.env, b.service, b.addr}] == b && p.routed(b)
 }
 
 func (p *Proxy) routed(b *backend) bool {

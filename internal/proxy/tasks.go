@@ -140,22 +140,27 @@ func (p *Proxy) nextTask(ctx context.Context, e **entry, b *backend, tried *int,
 	return ne.pickTask()
 }
 
-// awaitEntry waits until the routing table changes (or taskWait passes, or
-// ctx ends) and returns the route of host and path in the table then.
+// awaitEntry waits until the route of host and path is no longer e's: other
+// tasks, or another route or maintenance (a change to any other route
+// makes a new table too, and is waited past). nil: taskWait passed, or
+// ctx ended.
 func (p *Proxy) awaitEntry(ctx context.Context, e *entry, host, path string) *entry {
-	changed := *p.changed.Load()
-	if ne := p.tbl.Load().lookup(host, path); ne != e {
-		return ne
-	}
 	t := time.NewTimer(taskWait)
 	defer t.Stop()
-	select {
-	case <-changed:
-	case <-t.C:
-	case <-ctx.Done():
-		return nil
+	for {
+		changed := *p.changed.Load()
+		ne := p.tbl.Load().lookup(host, path)
+		if ne == nil || ne.Env != e.Env || ne.Service != e.Service || ne.maint != nil || !slices.Equal(ne.Tasks, e.Tasks) {
+			return ne
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	return p.tbl.Load().lookup(host, path)
 }
 
 // tableChanged wakes the requests waiting for a new table.

@@ -141,3 +141,41 @@ func TestTasksBadInput(t *testing.T) {
 		t.Errorf("drain of a running task: %v, want it refused", err)
 	}
 }
+
+// TestTasksWaitAndDrain: a request whose every task refused it waits for
+// the route's next tasks past changes to other routes; a task taken off
+// the route and put back while it drains is not cut at the drain timeout.
+func TestTasksWaitAndDrain(t *testing.T) {
+	project := testenv.Project(t, "taskwait")
+	a := startUpstream(t, project, "one")
+	b := startUpstream(t, project, "two")
+	rp := startProxy(t, proxyConf{drain: 500 * time.Millisecond})
+	routes := []Route{{Env: "prod", Service: "web", Host: "shop.test", Path: "/"}, {Env: "staging", Service: "web", Host: "staging.test", Path: "/"}}
+	if err := rp.p.SetRoutes(routes, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustSetTasks(t, rp.p, "prod", "web", a)
+
+	// A long request on a; a leaves the route and comes back before the
+	// drain timeout: the request finishes.
+	long := longRequest(rp.http, "shop.test", "/slow?d=1500ms", nil)
+	time.Sleep(200 * time.Millisecond)
+	mustSetTasks(t, rp.p, "prod", "web")
+	time.Sleep(250 * time.Millisecond)
+	mustSetTasks(t, rp.p, "prod", "web", a)
+	if got := <-long; got != "200 one slept 1.5s" {
+		t.Errorf("a long request on a task taken off and put back during its drain: %q, want 200 one slept 1.5s", got)
+	}
+
+	// a stops; another environment goes into maintenance at 300ms (a new
+	// table), b is set at 1s: the request waits past the first change.
+	stopUpstream(t, a)
+	time.AfterFunc(300*time.Millisecond, func() { rp.p.SetMaintenance("staging", true, "") })
+	time.AfterFunc(time.Second, func() { mustSetTasks(t, rp.p, "prod", "web", b) })
+	start := time.Now()
+	resp, body := get(t, http.DefaultClient, rp.http, "shop.test", "/")
+	if resp.StatusCode != http.StatusOK || decodeEcho(t, body).Release != "two" {
+		t.Errorf("after %s: %d %s, want 200 from two", time.Since(start), resp.StatusCode, body)
+	}
+}
+

@@ -297,9 +297,10 @@ type Orchestrator interface {
 	// (wrapping ErrSecretUnavailable when a secret cannot).
 	Check(ctx context.Context, p *Plan) error
 	// Endpoints lists where the running tasks of a service answer on a
-	// container port it publishes in mode host (a routed service), for the
-	// gantry proxy: each task's node address and published port.
-	Endpoints(ctx context.Context, project, env, service string, port int) ([]Endpoint, error)
+	// container port it publishes in mode host (a routed service; any of
+	// ports, which releases may change), for the gantry proxy: each task's
+	// node address and published port.
+	Endpoints(ctx context.Context, project, env, service string, ports []int) ([]Endpoint, error)
 }
 
 // Endpoint is where one running task of a service answers on a port: its

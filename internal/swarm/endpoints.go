@@ -16,12 +16,13 @@ import (
 )
 
 // Endpoints lists the running tasks of a service of an environment that
-// publish port (a container port, published in mode host, which gantry
-// does for a routed service): each at its node's address and published
-// port, sorted by address. Tasks Swarm is stopping (desired state not
+// publish one of ports (a container port, published in mode host, which
+// gantry does for a routed service; each release's tasks publish that
+// release's port): each at its node's address and published port, sorted
+// by address. Tasks Swarm is stopping (desired state not
 // running), not yet running (a task with a healthcheck runs once healthy)
 // or on a node that is not ready are left out. No service: none.
-func (r *Runtime) Endpoints(ctx context.Context, project, env, service string, port int) ([]runtime.Endpoint, error) {
+func (r *Runtime) Endpoints(ctx context.Context, project, env, service string, ports []int) ([]runtime.Endpoint, error) {
 	f := envFilter(project, env)
 	f.Add("label", runtime.LabelService+"="+service)
 	svcs, err := r.c.ServiceList(ctx, swarm.ServiceListOptions{Filters: f})
@@ -53,7 +54,7 @@ func (r *Runtime) Endpoints(ctx context.Context, project, env, service string, p
 			continue
 		}
 		for _, p := range t.Status.PortStatus.Ports {
-			if int(p.TargetPort) != port || p.PublishMode != swarm.PortConfigPublishModeHost || p.PublishedPort == 0 {
+			if !slices.Contains(ports, int(p.TargetPort)) || p.PublishMode != swarm.PortConfigPublishModeHost || p.PublishedPort == 0 {
 				continue
 			}
 			e := runtime.Endpoint{Addr: net.JoinHostPort(host, strconv.Itoa(int(p.PublishedPort))), Task: t.ID}

@@ -233,7 +233,7 @@ func short(id string) string {
 // release from this machine.
 func endpointsAnswer(t *testing.T, f *fixture, release string, n int) {
 	t.Helper()
-	eps, err := f.rt.Endpoints(context.Background(), f.project, "staging", "web", 8080)
+	eps, err := f.rt.Endpoints(context.Background(), f.project, "staging", "web", []int{8080})
 	if err != nil {
 		t.Fatal(err)
 	}
