@@ -178,4 +178,3 @@ func TestTasksWaitAndDrain(t *testing.T) {
 		t.Errorf("after %s: %d %s, want 200 from two", time.Since(start), resp.StatusCode, body)
 	}
 }
-
