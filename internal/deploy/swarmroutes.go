@@ -42,12 +42,13 @@ func routedServices(plan *runtime.Plan) []*runtime.Service {
 }
 
 // routedPorts are the routed services of plans, each with the route ports
-// it has in any of them, services in the first plan's order first. During
-// a rollout the old and the new release's tasks run side by side, each
-// publishing its own release's port: a port changed by the new release
-// must not leave the old tasks (or the new ones) off the route.
-func routedPorts(plans []*runtime.Plan) (names []string, ports map[string][]int) {
-	ports = map[string][]int{}
+// it has in any of them and its route in the last plan that has one
+// (the newest), services in the first plan's order first. During a rollout
+// the old and the new release's tasks run side by side, each publishing
+// its own release's port: a port changed by the new release must not
+// leave the old tasks (or the new ones) off the route.
+func routedPorts(plans []*runtime.Plan) (names []string, ports map[string][]int, routes map[string]*runtime.Route) {
+	ports, routes = map[string][]int{}, map[string]*runtime.Route{}
 	for _, p := range plans {
 		for _, s := range routedServices(p) {
 			if _, ok := ports[s.Name]; !ok {
@@ -56,9 +57,10 @@ func routedPorts(plans []*runtime.Plan) (names []string, ports map[string][]int)
 			if !slices.Contains(ports[s.Name], s.Route.Port) {
 				ports[s.Name] = append(ports[s.Name], s.Route.Port)
 			}
+			routes[s.Name] = s.Route
 		}
 	}
-	return names, ports
+	return names, ports, routes
 }
 
 // routeTasks sets, for each routed service of plans (the serving release
@@ -71,7 +73,7 @@ func (e *Engine) routeTasks(ctx context.Context, o runtime.Orchestrator, plans [
 		return set, nil
 	}
 	project, env := plans[0].Project, plans[0].Env
-	names, ports := routedPorts(plans)
+	names, ports, routes := routedPorts(plans)
 	var errs []error
 	for _, name := range names {
 		eps, err := o.Endpoints(ctx, project, env, name, ports[name])
@@ -87,7 +89,8 @@ func (e *Engine) routeTasks(ctx context.Context, o runtime.Orchestrator, plans [
 			set[name] = prev
 			continue
 		}
-		if _, err := e.proxyClient().SetTasks(ctx, proxy.TasksRequest{Env: env, Service: name, Tasks: tasks}); err != nil {
+		r := routes[name]
+		if _, err := e.proxyClient().SetTasks(ctx, proxy.TasksRequest{Env: env, Service: name, Host: r.Host, Path: r.Path, Tasks: tasks}); err != nil {
 			errs = append(errs, fmt.Errorf("route %s to its tasks: %w", name, err))
 			continue
 		}

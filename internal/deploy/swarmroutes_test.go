@@ -24,14 +24,17 @@ func TestRoutedPorts(t *testing.T) {
 	}
 	serving := plan(map[string]int{"web": 8080}, "")
 	next := plan(map[string]int{"web": 9090, "api": 8000, "migrate": 1}, "migrate")
-	names, ports := routedPorts([]*runtime.Plan{serving, next})
+	names, ports, routes := routedPorts([]*runtime.Plan{serving, next})
 	if want := []string{"web", "api"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("names %v, want %v", names, want)
 	}
 	if want := map[string][]int{"web": {8080, 9090}, "api": {8000}}; !reflect.DeepEqual(ports, want) {
 		t.Errorf("ports %v, want %v", ports, want)
 	}
-	if names, _ := routedPorts(nil); names != nil {
+	if routes["web"].Port != 9090 {
+		t.Errorf("web's route %+v, want the newest plan's (port 9090)", routes["web"])
+	}
+	if names, _, _ := routedPorts(nil); names != nil {
 		t.Errorf("no plans: %v", names)
 	}
 }

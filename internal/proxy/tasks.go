@@ -29,10 +29,14 @@ import (
 const taskWait = 3 * time.Second
 
 // TasksRequest sets the tasks of a swarm service's route: every running
-// task, at its node's address and published port, with its release.
+// task, at its node's address and published port, with its release. Host
+// and Path create or update the route, as a switch's do; with Path empty
+// the route must exist and keeps its host and path.
 type TasksRequest struct {
 	Env     string     `json:"env"`
 	Service string     `json:"service"`
+	Host    string     `json:"host,omitempty"`
+	Path    string     `json:"path,omitempty"`
 	Tasks   []Upstream `json:"tasks"`
 }
 
@@ -63,9 +67,9 @@ func checkTasks(r *Route) error {
 	return nil
 }
 
-// SetTasks replaces the tasks of an existing route (gantry.yaml's routes
-// are set when the proxy starts). The route leaves the release it had on a
-// Docker host, if any: its environment moved to a swarm. Tasks it no
+// SetTasks replaces the tasks of a route, made when the request gives its
+// path. The route leaves the release it had on a Docker host, if any: its
+// environment moved to a swarm. Tasks it no
 // longer has drain in the background: their requests in flight finish,
 // up to the drain timeout. An empty list leaves the route with nothing to
 // serve (503) until tasks run again.
@@ -75,11 +79,18 @@ func (p *Proxy) SetTasks(_ context.Context, req TasksRequest) (TasksResult, erro
 	st := p.state.clone()
 	i := st.find(req.Env, req.Service)
 	if i < 0 {
-		return TasksResult{}, fmt.Errorf("%w: no route for %s in %s; add it under environments.%s.routes in gantry.yaml and restart the proxy", ErrNotFound, req.Service, req.Env, req.Env)
+		if req.Path == "" {
+			return TasksResult{}, fmt.Errorf("%w: no route for %s in %s; give its host and path", ErrNotFound, req.Service, req.Env)
+		}
+		st.Routes = append(st.Routes, Route{Env: req.Env, Service: req.Service, Host: req.Host, Path: req.Path})
+		i = len(st.Routes) - 1
 	}
 	r := &st.Routes[i]
-	if slices.Equal(r.Tasks, req.Tasks) && r.Upstream == nil {
+	if slices.Equal(r.Tasks, req.Tasks) && r.Upstream == nil && (req.Path == "" || r.Host == req.Host && r.Path == req.Path) {
 		return TasksResult{Route: *r}, nil
+	}
+	if req.Path != "" {
+		r.Host, r.Path = req.Host, req.Path
 	}
 	var removed []Upstream
 	for _, t := range r.Tasks {

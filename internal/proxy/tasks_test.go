@@ -125,7 +125,9 @@ func TestTasksBadInput(t *testing.T) {
 		req  TasksRequest
 		want error
 	}{
-		{"unknown route", TasksRequest{Env: "prod", Service: "api", Tasks: []Upstream{ok}}, ErrNotFound},
+		{"unknown route without its path", TasksRequest{Env: "prod", Service: "api", Tasks: []Upstream{ok}}, ErrNotFound},
+		{"a route overlapping another", TasksRequest{Env: "staging", Service: "web", Path: "/", Tasks: []Upstream{ok}}, ErrInput},
+		{"an invalid host", TasksRequest{Env: "staging", Service: "web", Host: "a_b", Path: "/", Tasks: []Upstream{ok}}, ErrInput},
 		{"not an address", TasksRequest{Env: "prod", Service: "web", Tasks: []Upstream{{Addr: "10.0.0.1"}}}, ErrInput},
 		{"port 0", TasksRequest{Env: "prod", Service: "web", Tasks: []Upstream{{Addr: "10.0.0.1:0"}}}, ErrInput},
 		{"one address twice", TasksRequest{Env: "prod", Service: "web", Tasks: []Upstream{ok, ok}}, ErrInput},
@@ -134,8 +136,12 @@ func TestTasksBadInput(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if r := p.State().Route("prod", "web"); len(r.Tasks) != 1 || r.Tasks[0] != ok {
-		t.Errorf("refused changes changed the route: %+v", r)
+	if r := p.State().Route("prod", "web"); len(r.Tasks) != 1 || r.Tasks[0] != ok || len(p.State().Routes) != 1 {
+		t.Errorf("refused changes changed the routes: %+v", p.State().Routes)
+	}
+	// With its host and path, a route is made.
+	if _, err := p.SetTasks(context.Background(), TasksRequest{Env: "prod", Service: "api", Path: "/api", Tasks: []Upstream{ok}}); err != nil {
+		t.Errorf("tasks of a new route with its path: %v", err)
 	}
 	if _, err := p.Drain(context.Background(), DrainRequest{Env: "prod", Service: "web", Addr: ok.Addr}); !errors.Is(err, ErrInput) {
 		t.Errorf("drain of a running task: %v, want it refused", err)
