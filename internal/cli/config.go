@@ -92,7 +92,11 @@ func printModel(g *globals, m *config.Model) error {
 		if p, ok := m.Env.Health.Probes[s.Name]; ok {
 			probe = "  probe: " + config.ProbeString(p)
 		}
-		fmt.Fprintf(w, "  %d. %-12s %-11s %s%s\n", i+1, s.Name, s.Strategy, s.Image, probe)
+		routed := ""
+		if r := m.Env.Routes[s.Name]; r != nil && m.Env.IsSwarm() && !s.Job {
+			routed = fmt.Sprintf("  routed by gantry proxy to its tasks' port %d", r.Port)
+		}
+		fmt.Fprintf(w, "  %d. %-12s %-11s %s%s%s\n", i+1, s.Name, s.Strategy, s.Image, probe, routed)
 	}
 	printAnalysisAndNotify(w, m)
 	y, err := m.Compose.MarshalYAML()
