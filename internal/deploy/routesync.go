@@ -94,10 +94,8 @@ func (e *Engine) staleRoutes(ctx context.Context, project, env string) (routeFix
 		return fix, err
 	}
 	routed := map[string]*runtime.Service{}
-	for _, name := range plan.Order {
-		if s := plan.Services[name]; s.Route != nil && !s.Job {
-			routed[name] = s
-		}
+	for _, s := range routedServices(plan) {
+		routed[s.Name] = s
 	}
 	if len(routed) == 0 {
 		return fix, nil

@@ -69,10 +69,10 @@ func checkTasks(r *Route) error {
 
 // SetTasks replaces the tasks of a route, made when the request gives its
 // path. The route leaves the release it had on a Docker host, if any: its
-// environment moved to a swarm. Tasks it no
-// longer has drain in the background: their requests in flight finish,
-// up to the drain timeout. An empty list leaves the route with nothing to
-// serve (503) until tasks run again.
+// environment moved to a swarm. Tasks it no longer has drain in the
+// background: their requests in flight finish, up to the drain timeout.
+// An empty list leaves the route with nothing to serve (503) until tasks
+// run again.
 func (p *Proxy) SetTasks(_ context.Context, req TasksRequest) (TasksResult, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -109,7 +109,7 @@ func (p *Proxy) SetTasks(_ context.Context, req TasksRequest) (TasksResult, erro
 	}
 	p.log.Info("tasks", "env", req.Env, "service", req.Service, "tasks", len(req.Tasks), "removed", len(removed))
 	for _, u := range removed {
-		go p.Drain(context.WithoutCancel(context.Background()), DrainRequest{Env: req.Env, Service: req.Service, Addr: u.Addr})
+		go p.Drain(context.Background(), DrainRequest{Env: req.Env, Service: req.Service, Addr: u.Addr})
 	}
 	return TasksResult{Route: p.state.Routes[i], Removed: removed}, nil
 }
