@@ -49,6 +49,12 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 	if err := e.rt.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("deployment %d in %s was interrupted and needs recovery, but: %w", unfinished[0].ID, env, err)
 	}
+	// Real work, no moment's check: a deploy that finds the lock so held
+	// is refused as busy at once, naming the deployment, rather than
+	// waiting for it (store.Acquire).
+	if err := lock.SetDeployment(ctx, unfinished[0].ID); err != nil {
+		return nil, err
+	}
 	// Finish even when the user presses Ctrl-C again: half a recovery is
 	// worse than the wait.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)

@@ -83,11 +83,13 @@ const (
 	PurposeCanaryCheck = "canary-signal"
 )
 
-// brief says whether a holder's purpose is a moment's work.
-func brief(purpose string) bool {
-	switch purpose {
+// brief says whether a holder works for a moment only: its purpose says
+// so, and it named no deployment it works on (a recovery that found an
+// interrupted deployment does, and may take minutes).
+func brief(h Holder) bool {
+	switch h.Purpose {
 	case PurposeRouteSync, PurposeRecover, PurposeCanaryCheck:
-		return true
+		return h.DeploymentID == 0
 	}
 	return false
 }
@@ -106,7 +108,7 @@ func (s *Store) Acquire(ctx context.Context, project, env, purpose string) (*Loc
 	for {
 		l, err := s.acquire(ctx, project, env, purpose)
 		var locked *LockedError
-		if !errors.As(err, &locked) || !brief(locked.Holder.Purpose) || time.Now().After(deadline) {
+		if !errors.As(err, &locked) || !brief(locked.Holder) || time.Now().After(deadline) {
 			return l, err
 		}
 		select {

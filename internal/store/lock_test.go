@@ -280,3 +280,26 @@ func waitsFor(t *testing.T, purpose string) {
 		t.Errorf("Acquire while a deploy holds the lock: %v after %s, want busy at once", err, time.Since(start))
 	}
 }
+
+// TestLockRefusesARealRecovery: a recovery that found an interrupted
+// deployment (and named it on the lock) may take minutes: a deploy is
+// refused as busy at once, naming it, instead of waiting.
+func TestLockRefusesARealRecovery(t *testing.T) {
+	dir := t.TempDir()
+	a, b := open(t, dir), open(t, dir)
+	ctx := context.Background()
+	held, err := a.TryAcquire(ctx, "shop", "staging", PurposeRecover)
+	if err != nil || held == nil {
+		t.Fatalf("recover lock: %v %v", held, err)
+	}
+	defer held.Release()
+	if err := held.SetDeployment(ctx, 42); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = b.Acquire(ctx, "shop", "staging", "deploy")
+	var locked *LockedError
+	if !errors.As(err, &locked) || !strings.Contains(err.Error(), "recover (deployment 42)") || time.Since(start) > time.Second {
+		t.Errorf("Acquire while a recovery works on deployment 42: %v after %s, want busy at once, naming it", err, time.Since(start))
+	}
+}
