@@ -338,6 +338,20 @@ stop_proxy() {
 }
 trap 'stop_proxy; stop_registry' EXIT
 
+# start_proxy LOG: `gantry proxy` for the project in the current directory,
+# in the background (proxy_pid), once it says where its admin socket is.
+start_proxy() {
+	echo '    $ gantry proxy &'
+	"$GANTRY" proxy >"$1" 2>&1 &
+	proxy_pid=$!
+	for _ in $(seq 1 100); do
+		grep -q 'admin socket' "$1" && return 0
+		kill -0 "$proxy_pid" 2>/dev/null || fail "gantry proxy exited: $(tail -n 5 "$1")"
+		sleep 0.1
+	done
+	fail "gantry proxy did not start (log: $1)"
+}
+
 # load OUT STOP [URL [MAX [SECS]]]: GET URL/version (default $bg_url) in a
 # loop, one line "CODE VERSION" per request in OUT (000 for a connection
 # error), until the file STOP exists; at most MAX requests (600) and SECS
@@ -385,15 +399,7 @@ services:
     read_only: true
 YAML
 echo "    $bg_dir/gantry.yaml: staging routes web (port 8080) through the proxy on $bg_addr"
-echo '    $ gantry proxy &'
-"$GANTRY" proxy >"$demo_dir/proxy.log" 2>&1 &
-proxy_pid=$!
-for _ in $(seq 1 100); do
-	grep -q 'admin socket' "$demo_dir/proxy.log" && break
-	kill -0 "$proxy_pid" 2>/dev/null || fail "gantry proxy exited: $(tail -n 5 "$demo_dir/proxy.log")"
-	sleep 0.1
-done
-grep -q 'admin socket' "$demo_dir/proxy.log" || fail "gantry proxy did not start (log: $demo_dir/proxy.log)"
+start_proxy "$demo_dir/proxy.log"
 sed 's/^/    /' "$demo_dir/proxy.log"
 echo '    $ gantry deploy staging --release 1.0.0'
 "$GANTRY" deploy staging --release 1.0.0 >"$demo_dir/bg-deploy-1.log" 2>&1 ||
@@ -696,15 +702,7 @@ proxy:
 YAML
 	commit "chore: a swarm environment"
 	echo "    gantry.yaml: environment swarm (swarm: the local engine, now a manager; compose.swarm.yaml), web routed through gantry proxy on $sw_addr"
-	echo '    $ gantry proxy &'
-	"$GANTRY" proxy >"$demo_dir/swarm-proxy.log" 2>&1 &
-	proxy_pid=$!
-	for _ in $(seq 1 100); do
-		grep -q 'admin socket' "$demo_dir/swarm-proxy.log" && break
-		kill -0 "$proxy_pid" 2>/dev/null || fail "gantry proxy exited: $(tail -n 5 "$demo_dir/swarm-proxy.log")"
-		sleep 0.1
-	done
-	grep -q 'admin socket' "$demo_dir/swarm-proxy.log" || fail "gantry proxy did not start (log: $demo_dir/swarm-proxy.log)"
+	start_proxy "$demo_dir/swarm-proxy.log"
 	swarm_deploy() { # swarm_deploy LOG ARGS...: a deploy to the swarm, its lines indented
 		local log=$1 rc=0
 		shift

@@ -470,18 +470,11 @@ func (p *Proxy) Switch(ctx context.Context, req SwitchRequest) (SwitchResult, er
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.state.clone()
-	i := st.find(req.Env, req.Service)
-	if i < 0 {
-		if req.Path == "" {
-			return SwitchResult{}, fmt.Errorf("%w: no route for %s in %s; give its host and path", ErrNotFound, req.Service, req.Env)
-		}
-		st.Routes = append(st.Routes, Route{Env: req.Env, Service: req.Service})
-		i = len(st.Routes) - 1
+	i, err := st.place(req.Env, req.Service, req.Host, req.Path)
+	if err != nil {
+		return SwitchResult{}, err
 	}
 	r := &st.Routes[i]
-	if req.Path != "" {
-		r.Host, r.Path = req.Host, req.Path
-	}
 	prev := r.Upstream
 	to := req.To
 	if prev == nil || *prev != to {

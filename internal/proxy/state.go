@@ -75,6 +75,24 @@ func (s *State) find(env, service string) int {
 	return -1
 }
 
+// place finds the route of a service of an environment for a change,
+// making it when path is given (no route and no path: ErrNotFound); a
+// given path moves the route to host and path.
+func (s *State) place(env, service, host, path string) (int, error) {
+	i := s.find(env, service)
+	if i < 0 {
+		if path == "" {
+			return -1, fmt.Errorf("%w: no route for %s in %s; give its host and path", ErrNotFound, service, env)
+		}
+		s.Routes = append(s.Routes, Route{Env: env, Service: service})
+		i = len(s.Routes) - 1
+	}
+	if path != "" {
+		s.Routes[i].Host, s.Routes[i].Path = host, path
+	}
+	return i, nil
+}
+
 // Route is the route of a service of an environment; nil when it has none.
 func (s State) Route(env, service string) *Route {
 	if i := s.find(env, service); i >= 0 {

@@ -77,21 +77,15 @@ func (p *Proxy) SetTasks(_ context.Context, req TasksRequest) (TasksResult, erro
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.state.clone()
-	i := st.find(req.Env, req.Service)
-	if i < 0 {
-		if req.Path == "" {
-			return TasksResult{}, fmt.Errorf("%w: no route for %s in %s; give its host and path", ErrNotFound, req.Service, req.Env)
-		}
-		st.Routes = append(st.Routes, Route{Env: req.Env, Service: req.Service, Host: req.Host, Path: req.Path})
-		i = len(st.Routes) - 1
-	}
-	r := &st.Routes[i]
-	if slices.Equal(r.Tasks, req.Tasks) && r.Upstream == nil && (req.Path == "" || r.Host == req.Host && r.Path == req.Path) {
+	if r := st.Route(req.Env, req.Service); r != nil && slices.Equal(r.Tasks, req.Tasks) && r.Upstream == nil &&
+		(req.Path == "" || r.Host == req.Host && r.Path == req.Path) {
 		return TasksResult{Route: *r}, nil
 	}
-	if req.Path != "" {
-		r.Host, r.Path = req.Host, req.Path
+	i, err := st.place(req.Env, req.Service, req.Host, req.Path)
+	if err != nil {
+		return TasksResult{}, err
 	}
+	r := &st.Routes[i]
 	var removed []Upstream
 	for _, t := range r.Tasks {
 		if !slices.ContainsFunc(req.Tasks, func(n Upstream) bool { return n.Addr == t.Addr }) {
