@@ -328,11 +328,16 @@ func (p *Proxy) build(st State) *table {
 
 // backend returns the backend of an upstream, made on first use. The
 // release is part of the metric labels, so a new release at the same
-// address makes a new backend.
+// address makes a new backend (a swarm task on a port a gone task had),
+// and the old one retires.
 func (p *Proxy) backend(env, service string, u Upstream) *backend {
 	k := backendKey{env, service, u.Addr}
-	if b, ok := p.backends[k]; ok && b.release == u.Release {
-		return b
+	old, ok := p.backends[k]
+	if ok && old.release == u.Release {
+		return old
+	}
+	if ok {
+		go old.retire(p.opts.DrainTimeout)
 	}
 	b := newBackend(p.m, env, service, u, &p.opts)
 	b.upgrader.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) { p.badGateway(w, b, err) }
@@ -634,6 +639,17 @@ func (p *Proxy) routed(b *backend) bool {
 		}
 	}
 	return false
+}
+
+// retire closes the connections of a backend no table has any more once
+// its requests in flight finished (or after timeout, cutting them), as a
+// drain does.
+func (b *backend) retire(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for b.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.cut()
 }
 
 // cut ends what is still open on a backend: upgraded connections are

@@ -184,3 +184,49 @@ func TestTasksWaitAndDrain(t *testing.T) {
 		t.Errorf("after %s: %d %s, want 200 from two", time.Since(start), resp.StatusCode, body)
 	}
 }
+
+// TestTaskNewReleaseSameAddress: a task of another release at the address
+// of a gone one gets its own backend, and the old one's connections close.
+func TestTaskNewReleaseSameAddress(t *testing.T) {
+	project := testenv.Project(t, "taskaddr")
+	a := startUpstream(t, project, "one")
+	rp := startProxy(t, proxyConf{drain: time.Second})
+	if err := rp.p.SetRoutes([]Route{{Env: "prod", Service: "web", Path: "/"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustSetTasks(t, rp.p, "prod", "web", a)
+	get(t, http.DefaultClient, rp.http, "any.test", "/")
+	rp.p.mu.Lock()
+	old := rp.p.backends[backendKey{"prod", "web", a.addr}]
+	rp.p.mu.Unlock()
+	if n := old.pool.openCount(); n != 1 {
+		t.Fatalf("the first backend has %d connections open, want 1", n)
+	}
+	mustSetTasks(t, rp.p, "prod", "web", upstream{addr: a.addr, release: "one-again"})
+	get(t, http.DefaultClient, rp.http, "any.test", "/")
+	waitUntil(t, 3*time.Second, "the old backend's connection to close", func() bool { return old.pool.openCount() == 0 })
+	rp.p.mu.Lock()
+	cur := rp.p.backends[backendKey{"prod", "web", a.addr}]
+	rp.p.mu.Unlock()
+	if cur == old || cur.release != "one-again" || cur.pool.openCount() != 1 {
+		t.Errorf("the new release's backend: %+v (same as old: %t)", cur.release, cur == old)
+	}
+}
+
+// openCount is the number of open connections of a pool, busy or idle.
+func (p *connPool) openCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.open)
+}
+
+func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
