@@ -236,12 +236,11 @@ func (g *globals) followRoutes(ctx context.Context, f *config.File) (stop func()
 		if len(env.Routes) == 0 {
 			continue
 		}
-		s, err := g.open(name, nil)
-		if err != nil {
-			g.log.Warn("routes of this environment will not follow restarted containers", "env", name, "err", err)
-			continue
-		}
 		wg.Go(func() {
+			s := g.openUntil(ctx, name)
+			if s == nil {
+				return
+			}
 			defer s.Close()
 			if env.IsSwarm() {
 				s.engine.FollowTasks(ctx, f.Project, name, routeResync)
@@ -253,6 +252,32 @@ func (g *globals) followRoutes(ctx context.Context, f *config.File) (stop func()
 	return func() {
 		cancel()
 		wg.Wait()
+	}
+}
+
+// openUntil opens an environment for its routes' follower, trying again
+// every 5 s while it cannot (its runtime or store unreachable for now):
+// until then its routes do not follow restarted containers or swarm tasks,
+// which it says once. nil: ctx ended first.
+func (g *globals) openUntil(ctx context.Context, name string) *session {
+	warned := false
+	for {
+		s, err := g.open(name, nil)
+		if err == nil {
+			if warned {
+				g.log.Info("routes of this environment follow it again", "env", name)
+			}
+			return s
+		}
+		if !warned {
+			g.log.Warn("routes of this environment do not follow restarted containers or swarm tasks until it opens; trying again every 5s", "env", name, "err", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
 	}
 }
 
