@@ -256,9 +256,10 @@ func (g *globals) followRoutes(ctx context.Context, f *config.File) (stop func()
 }
 
 // openUntil opens an environment for its routes' follower, trying again
-// every 5 s while it cannot (its runtime or store unreachable for now):
-// until then its routes do not follow restarted containers or swarm tasks,
-// which it says once. nil: ctx ended first.
+// every 5 s while it cannot (its store or an ssh helper missing, say: the
+// runtime itself is reached lazily): until then its routes do not follow
+// restarted containers or swarm tasks, which it says once. nil: ctx ended
+// first.
 func (g *globals) openUntil(ctx context.Context, name string) *session {
 	warned := false
 	for {

@@ -51,9 +51,12 @@ func (e *Engine) recoverLocked(ctx context.Context, project, env string, lock *s
 	}
 	// Real work, no moment's check: a deploy that finds the lock so held
 	// is refused as busy at once, naming the deployment, rather than
-	// waiting for it (store.Acquire).
-	if err := lock.SetDeployment(ctx, unfinished[0].ID); err != nil {
-		return nil, err
+	// waiting for it (store.Acquire). Under a deploy's own lock, the
+	// deploy names its deployment itself.
+	if lock.Purpose() == store.PurposeRecover {
+		if err := lock.SetDeployment(ctx, unfinished[0].ID); err != nil {
+			e.log.Warn("naming the deployment being recovered on the lock failed", "err", err)
+		}
 	}
 	// Finish even when the user presses Ctrl-C again: half a recovery is
 	// worse than the wait.

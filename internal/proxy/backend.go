@@ -96,6 +96,9 @@ type connPool struct {
 	idle   []*upConn
 	open   map[*upConn]struct{} // every open connection, idle or busy
 	closed bool                 // drained: connections are not kept
+	// retired: no table has the backend any more (retire); connections
+	// are not kept, even after a late request reopened one.
+	retired bool
 }
 
 // aliveAfter is how long a connection may sit idle before it is checked for
@@ -144,7 +147,7 @@ func (p *connPool) get(ctx context.Context) (*upConn, error) {
 
 func (p *connPool) put(c *upConn) {
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= p.maxIdle {
+	if p.closed || p.retired || len(p.idle) >= p.maxIdle {
 		delete(p.open, c)
 		p.mu.Unlock()
 		c.close()

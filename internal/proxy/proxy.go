@@ -643,8 +643,13 @@ func (p *Proxy) routed(b *backend) bool {
 
 // retire closes the connections of a backend no table has any more once
 // its requests in flight finished (or after timeout, cutting them), as a
-// drain does.
+// drain does; a request of an old table that reaches it later closes its
+// connection when done.
 func (b *backend) retire(timeout time.Duration) {
+	b.pool.mu.Lock()
+	b.pool.retired = true
+	b.pool.mu.Unlock()
+	time.Sleep(drainSettle)
 	deadline := time.Now().Add(timeout)
 	for b.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

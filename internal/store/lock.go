@@ -50,6 +50,7 @@ type Lock struct {
 	s       *Store
 	project string
 	env     string
+	purpose string
 	token   string
 	stop    chan struct{}
 	done    chan struct{}
@@ -123,7 +124,7 @@ func (s *Store) acquire(ctx context.Context, project, env, purpose string) (*Loc
 	host, _ := os.Hostname()
 	b := make([]byte, 16)
 	rand.Read(b)
-	l := &Lock{s: s, project: project, env: env, token: hex.EncodeToString(b), stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
+	l := &Lock{s: s, project: project, env: env, purpose: purpose, token: hex.EncodeToString(b), stop: make(chan struct{}), done: make(chan struct{}), lost: make(chan struct{})}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -194,6 +195,9 @@ func (l *Lock) beat() {
 		}
 	}
 }
+
+// Purpose is what the lock was taken for.
+func (l *Lock) Purpose() string { return l.purpose }
 
 // SetDeployment notes which deployment the holder works on.
 func (l *Lock) SetDeployment(ctx context.Context, id int64) error {
