@@ -184,9 +184,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			// A request that may be sent again (no body, an idempotent
-			// method) which got no byte of an answer may go to another
-			// swarm task: the one it reached was stopping.
-			sent = !retry && !(errors.Is(err, errNothingRead) && resendable(r))
+			// method) which got no answer (nothing was written to the
+			// client: the write of the request or the read of the answer
+			// failed) may go to another swarm task: the one it reached
+			// was stopping.
+			sent = !retry && !resendable(r)
 		}
 		if r.Context().Err() != nil {
 			// The client went away; nobody reads an answer.

@@ -11,7 +11,7 @@ package proxy
 // gantry, which looks at the tasks 4 times a second, has taken the task
 // off the route by then. A task can still go first: a crash, a node that
 // goes down, a manager too busy to answer in time. A request such a task
-// refuses, or closes without a byte of answer, goes to the next task when
+// refuses, resets or closes before answering goes to the next task when
 // it may be sent again (no body, an idempotent method), and when every
 // task refused, it waits for the route's next tasks (up to taskWait)
 // instead of failing.
