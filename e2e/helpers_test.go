@@ -261,14 +261,7 @@ func (p *project) version() string {
 // waitFor polls cond every 100ms until it holds or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	testenv.WaitFor(t, timeout, what, cond)
 }
 
 func contains(l []string, s string) bool {

@@ -289,7 +289,7 @@ func TestRouteFollowsRestartedContainer(t *testing.T) {
 	done := make(chan struct{})
 	go func() { b.eng.FollowRoutes(follow, project, env, time.Hour); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
-	waitUntil(t, 10*time.Second, "the route to follow the restarted container", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the route to follow the restarted container", func() bool {
 		return b.proxy.State().Routes[0].Upstream.Addr == now
 	})
 	if v := b.version(); v != "1.0.0" {
@@ -301,7 +301,7 @@ func TestRouteFollowsRestartedContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, _ := b.eng.rt.Address(ctx, c.ID, 8080)
-	waitUntil(t, 10*time.Second, "the route to follow a second restart", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the route to follow a second restart", func() bool {
 		return b.proxy.State().Routes[0].Upstream.Addr == again
 	})
 
@@ -311,17 +311,6 @@ func TestRouteFollowsRestartedContainer(t *testing.T) {
 	synced, err := b.eng.SyncRoutes(ctx, project, env)
 	if err != nil || len(synced) != 0 || web().Running() {
 		t.Errorf("sync with the container stopped: %v %v, running %v; want nothing done", synced, err, web().Running())
-	}
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -204,7 +204,7 @@ func TestTaskNewReleaseSameAddress(t *testing.T) {
 	}
 	mustSetTasks(t, rp.p, "prod", "web", upstream{addr: a.addr, release: "one-again"})
 	get(t, http.DefaultClient, rp.http, "any.test", "/")
-	waitUntil(t, 3*time.Second, "the old backend's connection to close", func() bool { return old.pool.openCount() == 0 })
+	testenv.WaitFor(t, 3*time.Second, "the old backend's connection to close", func() bool { return old.pool.openCount() == 0 })
 	rp.p.mu.Lock()
 	cur := rp.p.backends[backendKey{"prod", "web", a.addr}]
 	rp.p.mu.Unlock()
@@ -218,15 +218,4 @@ func (p *connPool) openCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.open)
-}
-
-func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

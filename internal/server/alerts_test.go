@@ -77,7 +77,7 @@ func TestAlertsFromTheServer(t *testing.T) {
 	if bad.State != store.RolledBack {
 		t.Fatalf("deploy of the unhealthy image: %s %s", bad.State, bad.Reason)
 	}
-	waitUntil(t, 20*time.Second, "GantryRolledBack at the webhook", func() bool { return msgs.find("GantryRolledBack", "firing") })
+	testenv.WaitFor(t, 20*time.Second, "GantryRolledBack at the webhook", func() bool { return msgs.find("GantryRolledBack", "firing") })
 
 	// The serving container stops: the watcher sees it, the alert fires.
 	c := testenv.Docker(t)
@@ -88,11 +88,11 @@ func TestAlertsFromTheServer(t *testing.T) {
 	if err := c.ContainerStop(context.Background(), cs[0].ID, container.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "GantryServiceUnhealthy firing", func() bool { return msgs.find("GantryServiceUnhealthy", "firing") })
+	testenv.WaitFor(t, 30*time.Second, "GantryServiceUnhealthy firing", func() bool { return msgs.find("GantryServiceUnhealthy", "firing") })
 	if err := c.ContainerStart(context.Background(), cs[0].ID, container.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "GantryServiceUnhealthy resolved", func() bool { return msgs.find("GantryServiceUnhealthy", "resolved") })
+	testenv.WaitFor(t, 30*time.Second, "GantryServiceUnhealthy resolved", func() bool { return msgs.find("GantryServiceUnhealthy", "resolved") })
 
 	var as []store.Alert
 	r := f.get("viewer", "/api/v1/alerts?all=1")

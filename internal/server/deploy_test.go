@@ -87,7 +87,7 @@ func TestDeployThroughTheAPI(t *testing.T) {
 	// The watcher: a serving container killed behind gantry's back shows in
 	// status and in gantry_service_healthy.
 	healthy := func() float64 { return testutil.ToFloat64(f.srv.m.serviceHealthy.WithLabelValues("staging", "web")) }
-	waitUntil(t, 10*time.Second, "gantry_service_healthy{env=staging,service=web} = 1", func() bool { return healthy() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "gantry_service_healthy{env=staging,service=web} = 1", func() bool { return healthy() == 1 })
 	c := testenv.Docker(t)
 	cs, err := c.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", runtime.LabelProject+"="+f.project), filters.Arg("label", runtime.LabelEnv+"=staging"))})
@@ -97,7 +97,7 @@ func TestDeployThroughTheAPI(t *testing.T) {
 	if err := c.ContainerKill(context.Background(), cs[0].ID, "KILL"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "gantry_service_healthy = 0 after the kill", func() bool { return healthy() == 0 })
+	testenv.WaitFor(t, 10*time.Second, "gantry_service_healthy = 0 after the kill", func() bool { return healthy() == 0 })
 	f.get("viewer", "/api/v1/envs/staging/status").json(t, &st)
 	if st.Services[0].State == "running" {
 		t.Errorf("status after the kill: %+v", st.Services[0])
@@ -135,18 +135,6 @@ func TestDeployThroughTheAPI(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 // TestProbes: the probes answer without a token, readiness is cached, and
