@@ -221,7 +221,8 @@ func (g *globals) startProxy(ctx context.Context, stopServer func(), on bool, re
 }
 
 // routeResync is how often the proxy looks whether a route's container
-// was restarted on a new port without a start event it saw.
+// was restarted on a new port without a start event it saw, and sets a
+// swarm route's tasks again whether they changed or not.
 const routeResync = 30 * time.Second
 
 // followRoutes keeps the routes of every environment of f that has routes
