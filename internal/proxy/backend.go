@@ -134,7 +134,8 @@ func (p *connPool) get(ctx context.Context) (*upConn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	c := &upConn{c: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 8<<10)}
+	rw := newRawIO(nc)
+	c := &upConn{c: nc, br: bufio.NewReaderSize(rw, 16<<10), bw: bufio.NewWriterSize(rw, 8<<10)}
 	c.abort = func() { nc.SetReadDeadline(aLongTimeAgo) }
 	p.mu.Lock()
 	if p.open == nil {

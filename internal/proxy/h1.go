@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -238,11 +239,12 @@ func (c *h1Conn) serve() {
 		c.releaseBuffers()
 	}()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.cr.c = c.nc
+	rw := newRawIO(c.nc)
+	c.cr.c = rw
 	c.br = h1Readers.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
 	c.bw = h1Writers.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
+	c.bw.Reset(rw)
 	c.req = (&http.Request{}).WithContext(c.ctx)
 	c.req.RemoteAddr = c.nc.RemoteAddr().String()
 	c.w = h1Writer{c: c, h: http.Header{}}
@@ -557,7 +559,7 @@ func (c *h1Conn) releaseBuffers() {
 
 // connReader reads the client connection, after the byte a watch read.
 type connReader struct {
-	c          net.Conn
+	c          io.Reader
 	pending    byte
 	hasPending bool
 }
