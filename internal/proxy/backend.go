@@ -408,12 +408,12 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 	}
 
 	// A client that goes away ends the wait for the upstream.
-	stop := context.AfterFunc(r.Context(), c.abort)
+	stop := abortOnGone(w, r, c)
 
 	h := w.Header()
 	hd, err := readHead(c.br, r.Method, h)
 	if err != nil {
-		stop()
+		stop.stop()
 		b.pool.discard(c)
 		if !errors.Is(err, errNothingRead) {
 			// A head read in part. When nothing was read, h holds only
@@ -440,7 +440,7 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 	reuse, werr := copyBody(w, c.br, hd, flusher)
 	// A cancel that fired (or fires now) may have set the read deadline:
 	// such a connection is not reused.
-	reuse = stop() && reuse && werr == nil
+	reuse = stop.stop() && reuse && werr == nil
 	if bw != nil {
 		select {
 		case berr := <-bw.done:
@@ -460,6 +460,41 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 		return hd.status, false, fmt.Errorf("copy the answer: %w", werr)
 	}
 	return hd.status, false, nil
+}
+
+// goneWatcher is a client connection that watches for its client going
+// away itself (the HTTP/1.1 loop's), and aborts the upstream read it is
+// given: what context.AfterFunc on the request's context does, without its
+// allocation and its two locked map changes per request.
+type goneWatcher interface {
+	// watchUpstream has c's read aborted if the client goes away.
+	watchUpstream(c *upConn)
+	// unwatchUpstream ends that; false when the abort ran or runs.
+	unwatchUpstream(c *upConn) bool
+}
+
+// abortStop ends an abortOnGone: false when the abort ran or runs, as the
+// stop of context.AfterFunc.
+type abortStop struct {
+	g     goneWatcher
+	c     *upConn
+	after func() bool
+}
+
+func (s abortStop) stop() bool {
+	if s.g != nil {
+		return s.g.unwatchUpstream(s.c)
+	}
+	return s.after()
+}
+
+// abortOnGone has c's read of the answer aborted when r's client goes away.
+func abortOnGone(w http.ResponseWriter, r *http.Request, c *upConn) abortStop {
+	if g, ok := w.(goneWatcher); ok {
+		g.watchUpstream(c)
+		return abortStop{g: g, c: c}
+	}
+	return abortStop{after: context.AfterFunc(r.Context(), c.abort)}
 }
 
 // errNothingRead marks a connection that ended before any byte of an

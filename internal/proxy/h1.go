@@ -225,6 +225,10 @@ type h1Conn struct {
 	stopped   bool // the request ended: no watch read may start
 	watchDone chan struct{}
 	gone      atomic.Bool
+	// up is the upstream connection the request in flight reads its
+	// answer from (goneWatcher): a client gone aborts that read. Whoever
+	// takes it out, the watch or the request, decides.
+	up atomic.Pointer[upConn]
 }
 
 func (c *h1Conn) serve() {
@@ -272,7 +276,8 @@ func (c *h1Conn) serve() {
 		if err != nil || !c.state.CompareAndSwap(connIdle, connActive) {
 			return
 		}
-		c.nc.SetReadDeadline(time.Time{})
+		// The read deadline stays: nothing reads the connection while the
+		// request is served but a watch, which clears it first.
 		if !c.serveOne() || c.s.draining.Load() {
 			return
 		}
@@ -506,6 +511,9 @@ func (c *h1Conn) startWatch(at int64) {
 		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
 			c.gone.Store(true)
 			c.cancel()
+			if u := c.up.Swap(nil); u != nil {
+				u.abort()
+			}
 		}
 	}()
 }
@@ -645,6 +653,20 @@ type h1Writer struct {
 	closeAfter  bool
 	err         error
 }
+
+// The loop's writer watches for the client going away itself.
+var _ goneWatcher = (*h1Writer)(nil)
+
+func (w *h1Writer) watchUpstream(u *upConn) {
+	c := w.c
+	c.up.Store(u)
+	// A client gone before the store: its watch found nothing to abort.
+	if c.ctx.Err() != nil && c.up.CompareAndSwap(u, nil) {
+		u.abort()
+	}
+}
+
+func (w *h1Writer) unwatchUpstream(u *upConn) bool { return w.c.up.CompareAndSwap(u, nil) }
 
 func (w *h1Writer) reset(r *http.Request) {
 	clear(w.h)
