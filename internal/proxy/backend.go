@@ -408,12 +408,12 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 	}
 
 	// A client that goes away ends the wait for the upstream.
-	stop := abortOnGone(w, r, c)
+	watch := abortOnGone(w, r, c)
 
 	h := w.Header()
 	hd, err := readHead(c.br, r.Method, h)
 	if err != nil {
-		stop.stop()
+		watch.stop()
 		b.pool.discard(c)
 		if !errors.Is(err, errNothingRead) {
 			// A head read in part. When nothing was read, h holds only
@@ -440,7 +440,7 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 	reuse, werr := copyBody(w, c.br, hd, flusher)
 	// A cancel that fired (or fires now) may have set the read deadline:
 	// such a connection is not reused.
-	reuse = stop.stop() && reuse && werr == nil
+	reuse = watch.stop() && reuse && werr == nil
 	if bw != nil {
 		select {
 		case berr := <-bw.done:
@@ -473,15 +473,16 @@ type goneWatcher interface {
 	unwatchUpstream(c *upConn) bool
 }
 
-// abortStop ends an abortOnGone: false when the abort ran or runs, as the
-// stop of context.AfterFunc.
-type abortStop struct {
+// goneWatch is an abortOnGone under way.
+type goneWatch struct {
 	g     goneWatcher
 	c     *upConn
 	after func() bool
 }
 
-func (s abortStop) stop() bool {
+// stop ends the watch: false when the abort ran or runs, as the stop of
+// context.AfterFunc says.
+func (s goneWatch) stop() bool {
 	if s.g != nil {
 		return s.g.unwatchUpstream(s.c)
 	}
@@ -489,12 +490,12 @@ func (s abortStop) stop() bool {
 }
 
 // abortOnGone has c's read of the answer aborted when r's client goes away.
-func abortOnGone(w http.ResponseWriter, r *http.Request, c *upConn) abortStop {
+func abortOnGone(w http.ResponseWriter, r *http.Request, c *upConn) goneWatch {
 	if g, ok := w.(goneWatcher); ok {
 		g.watchUpstream(c)
-		return abortStop{g: g, c: c}
+		return goneWatch{g: g, c: c}
 	}
-	return abortStop{after: context.AfterFunc(r.Context(), c.abort)}
+	return goneWatch{after: context.AfterFunc(r.Context(), c.abort)}
 }
 
 // errNothingRead marks a connection that ended before any byte of an
