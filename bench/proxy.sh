@@ -22,7 +22,9 @@
 #     throughput, Little's law), so the p50 there restates throughput; it is
 #     still printed, and judged, as the older runs did.
 # Goals: gantry's throughput at least 0.8x nginx's, and gantry's p50 added
-# latency no more than nginx's.
+# latency no more than nginx's. Beside the verdicts on the medians, each
+# gantry's p50 minus nginx's is printed round by round, with how many rounds
+# it was at or below: what the verdicts are worth against the noise.
 #
 # Then a deploy under load: wrk (1 thread, 8 connections) through the proxy
 # while `gantry deploy` replaces the routed service blue/green, beside wrk on
@@ -254,6 +256,12 @@ bench_upstream() {
 			printf "%s: p50 added latency, one connection: %.3f ms, nginx %.3f ms (goal <= nginx: %s)\n", t, ga1, na1, (ga1 <= na1 ? "met" : "NOT met")
 			printf "%s: p50 added latency at -c%d (restates throughput): %.3f ms, nginx %.3f ms (goal <= nginx: %s)\n", t, c, ga, na, (ga <= na ? "met" : "NOT met")
 		}'
+		# Round by round (a round measures every target once, back to back):
+		# how often the p50 was at or below nginx's shows whether a verdict
+		# on the medians is more than the noise between rounds.
+		paste -d' ' "$work/runs.$t.1" "$work/runs.nginx.1" "$work/runs.$t.$CONNS" "$work/runs.nginx.$CONNS" | awk -v t="$t" -v c="$CONNS" '
+			{ n++; d1 = $2 - $7; d = $12 - $17; m1 += d1 <= 0; m += d <= 0; s1 = s1 sprintf(" %+.3f", d1); s = s sprintf(" %+.3f", d) }
+			END { printf "%s: p50 minus nginx'"'"'s, round by round: one connection%s ms (at or below in %d of %d rounds); -c%d%s ms (%d of %d)\n", t, s1, m1, n, c, s, m, n }'
 	done
 	kill "$proxy_pid" "$nginx_pid" ${proxy1_pid:+"$proxy1_pid"} 2>/dev/null || true
 	wait "$proxy_pid" "$nginx_pid" ${proxy1_pid:+"$proxy1_pid"} 2>/dev/null || true
