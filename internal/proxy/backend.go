@@ -462,20 +462,12 @@ func (b *backend) roundTrip(c *upConn, w http.ResponseWriter, r *http.Request, m
 	return hd.status, false, nil
 }
 
-// goneWatcher is a client connection that watches for its client going
-// away itself (the HTTP/1.1 loop's), and aborts the upstream read it is
-// given: what context.AfterFunc on the request's context does, without its
-// allocation and its two locked map changes per request.
-type goneWatcher interface {
-	// watchUpstream has c's read aborted if the client goes away.
-	watchUpstream(c *upConn)
-	// unwatchUpstream ends that; false when the abort ran or runs.
-	unwatchUpstream(c *upConn) bool
-}
-
-// goneWatch is an abortOnGone under way.
+// goneWatch is an abortOnGone under way: on a connection of the HTTP/1.1
+// loop, through the loop's own watch for its client going away (h), which
+// aborts the read itself; elsewhere through context.AfterFunc (after),
+// which costs an allocation and two locked map changes per request.
 type goneWatch struct {
-	g     goneWatcher
+	h     *h1Conn
 	c     *upConn
 	after func() bool
 }
@@ -483,17 +475,17 @@ type goneWatch struct {
 // stop ends the watch: false when the abort ran or runs, as the stop of
 // context.AfterFunc says.
 func (s goneWatch) stop() bool {
-	if s.g != nil {
-		return s.g.unwatchUpstream(s.c)
+	if s.h != nil {
+		return s.h.up.CompareAndSwap(s.c, nil)
 	}
 	return s.after()
 }
 
 // abortOnGone has c's read of the answer aborted when r's client goes away.
 func abortOnGone(w http.ResponseWriter, r *http.Request, c *upConn) goneWatch {
-	if g, ok := w.(goneWatcher); ok {
-		g.watchUpstream(c)
-		return goneWatch{g: g, c: c}
+	if hw, ok := w.(*h1Writer); ok {
+		hw.c.watchUpstream(c)
+		return goneWatch{h: hw.c, c: c}
 	}
 	return goneWatch{after: context.AfterFunc(r.Context(), c.abort)}
 }

@@ -226,9 +226,18 @@ type h1Conn struct {
 	watchDone chan struct{}
 	gone      atomic.Bool
 	// up is the upstream connection the request in flight reads its
-	// answer from (goneWatcher): a client gone aborts that read. Whoever
+	// answer from (goneWatch): a client gone aborts that read. Whoever
 	// takes it out, the watch or the request, decides.
 	up atomic.Pointer[upConn]
+}
+
+// watchUpstream has u's read aborted if the client goes away.
+func (c *h1Conn) watchUpstream(u *upConn) {
+	c.up.Store(u)
+	// A client gone before the store: its watch found nothing to abort.
+	if c.ctx.Err() != nil && c.up.CompareAndSwap(u, nil) {
+		u.abort()
+	}
 }
 
 func (c *h1Conn) serve() {
@@ -653,20 +662,6 @@ type h1Writer struct {
 	closeAfter  bool
 	err         error
 }
-
-// The loop's writer watches for the client going away itself.
-var _ goneWatcher = (*h1Writer)(nil)
-
-func (w *h1Writer) watchUpstream(u *upConn) {
-	c := w.c
-	c.up.Store(u)
-	// A client gone before the store: its watch found nothing to abort.
-	if c.ctx.Err() != nil && c.up.CompareAndSwap(u, nil) {
-		u.abort()
-	}
-}
-
-func (w *h1Writer) unwatchUpstream(u *upConn) bool { return w.c.up.CompareAndSwap(u, nil) }
 
 func (w *h1Writer) reset(r *http.Request) {
 	clear(w.h)
