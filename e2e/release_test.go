@@ -209,16 +209,23 @@ func startRegistry(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// removeRepoImages removes the images the engine pulled from addr for the
-// project.
+// removeRepoImages removes the project's images from the engine: those
+// pulled from addr, and those built for it.
 func removeRepoImages(p *project, addr string) {
-	out, err := exec.Command("docker", "images", "--digests", "--format", "{{.ID}}",
-		"--filter", "reference="+addr+"/"+p.name+"/*").Output()
-	if err != nil {
-		return
-	}
-	for _, id := range strings.Fields(string(out)) {
-		exec.Command("docker", "rmi", "-f", id).Run()
+	// First the containers, which the project's own cleanup removes only
+	// after this one: the engine keeps an image a container uses.
+	testenv.RemoveProject(p.c, p.name)
+	// The project's images by name, and by the title gantry labels them
+	// with (the project's directory): each build on the engine takes the
+	// tag of the one before, which is left without one.
+	for _, filter := range []string{"reference=" + addr + "/" + p.name + "/*", "label=org.opencontainers.image.title=" + p.name} {
+		out, err := exec.Command("docker", "images", "--all", "--format", "{{.ID}}", "--filter", filter).Output()
+		if err != nil {
+			continue
+		}
+		for _, id := range strings.Fields(string(out)) {
+			exec.Command("docker", "rmi", "-f", id).Run()
+		}
 	}
 }
 

@@ -249,7 +249,19 @@ func DerivedImage(t testing.TB, base, ref string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
+		// By its label, tagged or not (a test may remove the tag while a
+		// container uses the image), after the containers that use it:
+		// the engine keeps an image a container uses, even when forced.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		ims, _ := c.ImageList(ctx, image.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "io.gantry.test.derived="+ref))})
+		for _, im := range ims {
+			cs, _ := c.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("ancestor", im.ID))})
+			for _, ct := range cs {
+				c.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true})
+			}
+			c.ImageRemove(ctx, im.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+		}
 	})
 	return ref
 }
