@@ -216,7 +216,7 @@ func removeRepoImages(p *project, addr string) {
 	// after this one: the engine keeps an image a container uses.
 	testenv.RemoveProject(p.c, p.name)
 	// The project's images by name, and by the title gantry labels them
-	// with (the project's directory): each build on the engine takes the
+	// with (the project name): each build on the engine takes the
 	// tag of the one before, which is left without one.
 	for _, filter := range []string{"reference=" + addr + "/" + p.name + "/*", "label=org.opencontainers.image.title=" + p.name} {
 		out, err := exec.Command("docker", "images", "--all", "--format", "{{.ID}}", "--filter", filter).Output()

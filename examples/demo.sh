@@ -116,6 +116,11 @@ cleanup() {
 		[ -z "$ids" ] || docker network rm $ids >/dev/null
 		ids="$(docker volume ls -q --filter "label=io.gantry.project=$p")"
 		[ -z "$ids" ] || docker volume rm -f $ids >/dev/null
+		# Earlier builds of the project, left without a tag: each build on
+		# the engine takes the tag of the one before (gantry labels a
+		# release's images with the project's name as their title).
+		ids="$(docker images -q --filter dangling=true --filter "label=org.opencontainers.image.title=$p")"
+		[ -z "$ids" ] || docker rmi $ids >/dev/null 2>&1 || true
 		# The secret files of the containers removed above (gantry's tmpfs
 		# directories, docs/secrets.md).
 		[ -z "$p" ] || rm -rf "/run/gantry/secrets/$p" "/dev/shm/gantry-$(id -u)/$p" \
