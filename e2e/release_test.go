@@ -93,7 +93,6 @@ func newReleaseProject(t *testing.T, addr, immutable string) *releaseProject {
 	p.write(".gitignore", "bin/\n.state/\n")
 	rp := &releaseProject{project: p, registry: addr}
 	rp.git("init", "-q", "-b", "main")
-	t.Cleanup(func() { removeRepoImages(p, addr) })
 	return rp
 }
 
@@ -207,26 +206,6 @@ func startRegistry(t *testing.T) string {
 		reg.Close()
 	})
 	return ln.Addr().String()
-}
-
-// removeRepoImages removes the project's images from the engine: those
-// pulled from addr, and those built for it.
-func removeRepoImages(p *project, addr string) {
-	// First the containers, which the project's own cleanup removes only
-	// after this one: the engine keeps an image a container uses.
-	testenv.RemoveProject(p.c, p.name)
-	// The project's images by name, and by the title gantry labels them
-	// with (the project name): each build on the engine takes the
-	// tag of the one before, which is left without one.
-	for _, filter := range []string{"reference=" + addr + "/" + p.name + "/*", "label=org.opencontainers.image.title=" + p.name} {
-		out, err := exec.Command("docker", "images", "--all", "--format", "{{.ID}}", "--filter", filter).Output()
-		if err != nil {
-			continue
-		}
-		for _, id := range strings.Fields(string(out)) {
-			exec.Command("docker", "rmi", "-f", id).Run()
-		}
-	}
 }
 
 // TestReleaseAndDeployByDigest is the whole path: a feat commit released

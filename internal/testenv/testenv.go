@@ -219,7 +219,8 @@ func Project(t testing.TB, base string) string {
 	return name
 }
 
-// RemoveProject removes everything gantry created for a project.
+// RemoveProject removes everything gantry created for a project:
+// containers, networks, volumes, released images and secret files.
 func RemoveProject(c *client.Client, project string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -235,6 +236,14 @@ func RemoveProject(c *client.Client, project string) {
 	vs, _ := c.VolumeList(ctx, volume.ListOptions{Filters: f})
 	for _, v := range vs.Volumes {
 		c.VolumeRemove(ctx, v.Name, true)
+	}
+	// The images gantry released for the project, which it labels with the
+	// project's name as their title, tagged or not (each build on the engine
+	// takes the tag of the one before): after the containers, since the
+	// engine keeps an image a container uses.
+	ims, _ := c.ImageList(ctx, image.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "org.opencontainers.image.title="+project))})
+	for _, im := range ims {
+		c.ImageRemove(ctx, im.ID, image.RemoveOptions{Force: true, PruneChildren: true})
 	}
 	removeSecretDirs(project)
 }
