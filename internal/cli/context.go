@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -417,6 +418,13 @@ func remoteDeployments(cmd *cobra.Command, g *globals, c *client.Client, args []
 // followRemote follows a deployment the server started and prints its
 // result as a local deploy does.
 func followRemote(cmd *cobra.Command, g *globals, c *client.Client, a client.Accepted) error {
+	return follow(cmd, g, c, a, false)
+}
+
+// follow is followRemote; asked: the deployment is a deploy that `gantry
+// rollback` asked to roll back, whose rolling back is that command's
+// success.
+func follow(cmd *cobra.Command, g *globals, c *client.Client, a client.Accepted, asked bool) error {
 	rep := newReporter(g.stderr)
 	rep.Note(fmt.Sprintf("deployment %d started on %s", a.Deployment, c.Server()))
 	res, err := c.Follow(cmd.Context(), a, func(s store.Step) {
@@ -424,8 +432,11 @@ func followRemote(cmd *cobra.Command, g *globals, c *client.Client, a client.Acc
 		rep.Service(s.Service, phase, detail)
 	})
 	rep.Done()
+	if asked && errors.Is(err, deploy.ErrRolledBack) {
+		err = nil
+	}
 	if res != nil {
-		printResult(g, res)
+		printOutcome(g, res, asked)
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/internal/audit"
+	"github.com/gantryhq/gantry/internal/client"
 	"github.com/gantryhq/gantry/internal/config"
 	"github.com/gantryhq/gantry/internal/deploy"
 )
@@ -150,7 +151,18 @@ func newRollbackCmd(g *globals) *cobra.Command {
 Containers of the last releases are kept stopped (keep_releases, default 2),
 so a rollback to one of them is a restart, not a re-creation. The rollback
 passes the same health gate as a deploy; if it fails, the current release
-keeps serving.`,
+keeps serving.
+
+While a deploy holds ENV through its canary or the watch window of its
+analysis, the rollback asks that deploy to roll back (a canary is aborted;
+a routed service switches back to the containers that kept running), waits
+for it and exits 0; the deploy exits 3. --to can then name only the release
+before.
+
+Exit codes: 0 rolled back, 3 the rollback failed its gate and the current
+release serves again, 4 it failed and could not be undone, 5 environment
+busy (a deploy before its switch, or another rollback), 6 Docker
+unreachable, 2 bad input.`,
 		Example: `  gantry rollback staging
   gantry rollback staging --to 1.3.2`,
 		Args: envArg,
@@ -159,7 +171,13 @@ keeps serving.`,
 				if err != nil {
 					return err
 				}
-				return remoteDeploy(cmd, g, c, "/api/v1/envs/"+urlPathEscape(args[0])+"/rollback", map[string]any{"to": to})
+				var a client.Accepted
+				if err := c.Post(cmd.Context(), "/api/v1/envs/"+urlPathEscape(args[0])+"/rollback", map[string]any{"to": to}, &a); err != nil {
+					return err
+				}
+				// A deploy in its canary or watch window rolls back when
+				// asked: the server answers with that deployment.
+				return follow(cmd, g, c, a, a.Kind == "deploy")
 			}
 			rep := newReporter(g.stderr)
 			s, err := g.open(args[0], rep)
@@ -170,7 +188,7 @@ keeps serving.`,
 			res, err := s.engine.Rollback(cmd.Context(), s.file.Project, s.env, to)
 			rep.Done()
 			if res != nil {
-				printResult(g, res)
+				printOutcome(g, res, res.Kind == "deploy")
 			}
 			return err
 		},
@@ -179,7 +197,12 @@ keeps serving.`,
 	return cmd
 }
 
-func printResult(g *globals, res *deploy.Result) {
+func printResult(g *globals, res *deploy.Result) { printOutcome(g, res, false) }
+
+// printOutcome prints a deployment's result; asked: a rollback that the
+// deploy holding the environment made when `gantry rollback` asked it to,
+// the outcome that command wanted.
+func printOutcome(g *globals, res *deploy.Result, asked bool) {
 	if g.output == "json" {
 		g.printJSON(res)
 		return
@@ -189,13 +212,25 @@ func printResult(g *globals, res *deploy.Result) {
 	if res.Kind == "rollback" {
 		verb = "rolled back to"
 	}
-	switch res.State {
-	case "succeeded":
+	check := ""
+	if res.Failure != nil {
+		check = res.Failure.Check
+	}
+	switch {
+	case res.State == "succeeded":
 		fmt.Fprintf(w, "%s %s to %s in %.1fs (deployment %d)\n", verb, res.Release, res.Env, res.DurationSeconds, res.Deployment)
-	case "rolled_back":
+	case res.State == "rolled_back" && asked:
+		fmt.Fprintf(w, "rolled %s back from %s to %s in %.1fs: deployment %d, which held the environment, switched back when asked\n",
+			res.Env, res.Release, res.Previous, res.RollbackSeconds, res.Deployment)
+	case res.State == "rolled_back":
 		what := "did not become healthy"
-		if res.Failure != nil && res.Failure.Check == "analysis" {
+		switch check {
+		case "analysis":
 			what = "failed its analysis"
+		case "canary":
+			what = "failed its canary"
+		case "rollback":
+			what = "was rolled back on request"
 		}
 		fmt.Fprintf(w, "FAILED: release %s %s in %s; gantry rolled back to %s in %.1fs (deployment %d)\n",
 			res.Release, what, res.Env, res.Previous, res.RollbackSeconds, res.Deployment)

@@ -230,7 +230,9 @@ func (g *globals) open(envName string, rep deploy.Reporter) (*session, error) {
 		rt.Close()
 		return nil, err
 	}
-	opts := []deploy.Option{deploy.WithReporter(rep), deploy.WithLogger(g.log)}
+	// Locally you act as $GANTRY_ACTOR (default: your user name): in the
+	// deployments' records, and in what a rollback asks of a deploy.
+	opts := []deploy.Option{deploy.WithReporter(rep), deploy.WithLogger(g.log), deploy.WithActor(actingAs().Name)}
 	if m := g.notifier(f, st); m != nil {
 		opts = append(opts, alertOnFinish(m))
 	}

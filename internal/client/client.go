@@ -267,8 +267,11 @@ func (c *Client) Stream(ctx context.Context, path string, w io.Writer) error {
 
 // Accepted is the server's answer to a deploy or rollback.
 type Accepted struct {
-	Deployment int64  `json:"deployment"`
-	URL        string `json:"url"`
+	Deployment int64 `json:"deployment"`
+	// Kind is the deployment's kind: a rollback asked of a deploy in its
+	// canary or watch window answers with that deploy.
+	Kind string `json:"kind"`
+	URL  string `json:"url"`
 }
 
 // Deployment is a deployment as the server shows it.
@@ -277,7 +280,8 @@ type Deployment struct {
 	Steps []store.Step `json:"steps"`
 }
 
-// Follow polls a started deployment until its state is final, telling
+// Follow polls a started deployment until its state is final (and its
+// watch window, if any, over), telling
 // onStep about every step as it is recorded, and returns its result with
 // the error the engine would have returned in local mode (deploy.ErrRolledBack,
 // deploy.ErrFailed).
@@ -293,7 +297,9 @@ func (c *Client) Follow(ctx context.Context, a Accepted, onStep func(store.Step)
 				onStep(d.Steps[seen])
 			}
 		}
-		if d.State.Terminal() {
+		// A deploy in its watch window has succeeded, but its analysis may
+		// still roll it back: followed to the verdict, as locally.
+		if d.State.Terminal() && !deploy.Watching(&d.Deployment) {
 			res := &deploy.Result{}
 			if len(d.Result) > 0 && string(d.Result) != "{}" {
 				if err := json.Unmarshal(d.Result, res); err != nil {

@@ -286,9 +286,13 @@ func (e *Engine) watchStep(ctx context.Context, d *store.Deployment, plan *runti
 			switch {
 			case sig.Ignored != "":
 				e.log.Info("canary signal ignored", "deployment", d.ID, "service", service, "action", sig.Action, "signal_step", sig.Step, "step", n, "why", sig.Ignored)
-			case sig.Action == store.CanaryAbort:
+			case sig.Action == store.CanaryAbort, sig.Action == store.SignalRollback:
 				rep.Actor = sig.Actor
-				return fail(CanaryManualAbort, fmt.Sprintf("aborted by %s (gantry promote --abort); %s", sig.Actor, figures(rep)))
+				how := "gantry promote --abort"
+				if sig.Action == store.SignalRollback {
+					how = "gantry rollback"
+				}
+				return fail(CanaryManualAbort, fmt.Sprintf("aborted by %s (%s); %s", sig.Actor, how, figures(rep)))
 			default:
 				e.step(ctx, d.ID, service, "canary-advance", fmt.Sprintf("%s advanced by %s", name, sig.Actor))
 				e.report.Service(service, "canary", fmt.Sprintf("%s advanced by %s: %s", name, sig.Actor, canaryFigures(rep.Canary)))
@@ -303,7 +307,7 @@ func (e *Engine) watchStep(ctx context.Context, d *store.Deployment, plan *runti
 // step it was given at.
 func ignoredSignal(sig store.CanarySignal, st config.CanaryStep, n int, name string) string {
 	switch {
-	case sig.Action == store.CanaryAbort:
+	case sig.Action == store.CanaryAbort, sig.Action == store.SignalRollback:
 		return ""
 	case sig.Action != store.CanaryStep:
 		return fmt.Sprintf("unknown action %q", sig.Action)

@@ -220,6 +220,9 @@ func (f *Failure) String() string {
 	if f.Check == checkCanary {
 		return fmt.Sprintf("the canary of %s failed: %s", f.Service, f.Reason)
 	}
+	if f.Check == checkRollback {
+		return "rolled back on request: " + f.Reason
+	}
 	if f.Service == "" {
 		return fmt.Sprintf("%s failed: %s", f.Check, f.Reason)
 	}
@@ -284,6 +287,13 @@ func (e *Engine) Rollback(ctx context.Context, project string, env *config.Envir
 		return nil, err
 	}
 	lock, err := e.store.Acquire(ctx, project, env.Name, "rollback")
+	if locked := lockedBy(err); locked != nil {
+		// A deploy in its canary or watch window: it rolls back when asked
+		// (rollbackasked.go).
+		if res, lock, err = e.askHolder(ctx, project, env.Name, to, locked); lock == nil {
+			return res, err
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -135,6 +136,7 @@ func (e *Engine) watch(ctx context.Context, ver Verification, d *store.Deploymen
 	switch {
 	case rep.Phase == analysis.Successful:
 		e.report.Note(fmt.Sprintf("analysis of %s passed", d.Release))
+	case errors.As(context.Cause(ctx), new(*rollbackAsked)):
 	case ctx.Err() != nil:
 		e.report.Note(fmt.Sprintf("analysis of %s interrupted; the release keeps serving", d.Release))
 	}
@@ -181,7 +183,12 @@ func (e *Engine) watchCommitted(ctx context.Context, ver Verification, d *store.
 	// (closeInterruptedWatch).
 	res.Analysis = ver.Report()
 	e.setResult(ctx, d.ID, res)
-	if f := e.watch(ctx, ver, d, res); f != nil {
+	wctx, asked := e.listenForRollback(ctx, d)
+	f := e.watch(wctx, ver, d, res)
+	if sig := asked(); sig != nil && f == nil {
+		f = &Failure{Check: checkRollback, Reason: fmt.Sprintf("%s asked for it (gantry rollback) in the watch window", sig.Actor)}
+	}
+	if f != nil {
 		res.Failure = f
 		if !canRollBack {
 			res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
@@ -196,6 +203,74 @@ func (e *Engine) watchCommitted(ctx context.Context, ver Verification, d *store.
 	res.DurationSeconds = time.Since(start).Seconds()
 	e.setResult(context.WithoutCancel(ctx), d.ID, res)
 	return res, false, nil
+}
+
+// Watching says whether committed deployment d is in its watch window, as
+// its record says: it succeeded, and its analysis has no verdict yet. The
+// deploy that runs it still holds the environment.
+func Watching(d *store.Deployment) bool {
+	if d.State != store.Succeeded || len(d.Result) == 0 {
+		return false
+	}
+	var r struct {
+		Analysis *analysis.Report `json:"analysis"`
+	}
+	return json.Unmarshal(d.Result, &r) == nil && r.Analysis != nil && !r.Analysis.Phase.Done()
+}
+
+// checkRollback names, in Failure.Check, a rollback that `gantry
+// rollback` asked of a deployment in its watch window.
+const checkRollback = "rollback"
+
+// rollbackAsked is why a watch window was cut short: `gantry rollback`
+// asked for the release to roll back.
+type rollbackAsked struct{ sig *store.CanarySignal }
+
+func (r *rollbackAsked) Error() string { return "rollback asked by " + r.sig.Actor }
+
+// listenForRollback looks, every signalPoll while deployment d is in its
+// watch window, for `gantry rollback` asking it to roll back
+// (store.SignalRollback); the context it returns ends when one does.
+// asked stops the looking and returns the signal taken, if any: a signal
+// taken as the window ended is still acted on.
+func (e *Engine) listenForRollback(ctx context.Context, d *store.Deployment) (context.Context, func() *store.CanarySignal) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var taken *store.CanarySignal
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(signalPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-wctx.Done():
+				return
+			case <-tick.C:
+			}
+			sig, err := e.store.TakeCanarySignal(context.WithoutCancel(wctx), d.ID, "", func(sig store.CanarySignal) string {
+				if sig.Action != store.SignalRollback {
+					return fmt.Sprintf("unknown action %q for a deployment in its watch window", sig.Action)
+				}
+				return ""
+			})
+			if err != nil || sig == nil || sig.Ignored != "" {
+				continue
+			}
+			taken = sig
+			e.step(context.WithoutCancel(wctx), d.ID, "", "rollback-asked", sig.Actor+" asked for a rollback in the watch window")
+			cancel(&rollbackAsked{sig: sig})
+			return
+		}
+	}()
+	return wctx, func() *store.CanarySignal {
+		close(stop)
+		<-done
+		cancel(nil)
+		return taken
+	}
 }
 
 // closeInterruptedWatch records the end of a watch window that ended with

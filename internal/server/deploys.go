@@ -151,7 +151,10 @@ func (s *Server) waitFinishing(ctx context.Context, env string) {
 		if id == 0 {
 			continue
 		}
-		if d, err := s.st.Get(ctx, id); err != nil || !d.State.Terminal() {
+		// Not for one in its watch window, which lasts minutes: a
+		// rollback asks it to roll back (deploy.Engine.Rollback), a deploy
+		// is told who holds the environment.
+		if d, err := s.st.Get(ctx, id); err != nil || !d.State.Terminal() || deploy.Watching(d) {
 			continue
 		}
 		select {
