@@ -76,6 +76,9 @@ func TestRollbackAskedInWatchWindow(t *testing.T) {
 	if v := p.version(); v != "2.0.0" {
 		t.Fatalf("serving %q in the watch window, want 2.0.0", v)
 	}
+	if r := p.run("status", "staging"); !strings.Contains(r.stdout, "watch window: its analysis is watching release 2.0.0; gantry rollback staging rolls it back now") {
+		t.Errorf("status in the watch window should say what a rollback does: %s", r)
+	}
 
 	// Bad input: the watch window's rollback goes to 1.0.0 only.
 	if r := p.run("rollback", "staging", "--to", "0.9.0"); r.code != 2 || !strings.Contains(r.stderr, "a rollback now returns to 1.0.0, the release before it") {

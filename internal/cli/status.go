@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantryhq/gantry/internal/deploy"
+	"github.com/gantryhq/gantry/internal/store"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -83,8 +84,11 @@ func printStatus(g *globals, st *deploy.Status) {
 	if st.Kept > 0 {
 		fmt.Fprintf(w, "  %d stopped container(s) of earlier releases kept for rollback\n", st.Kept)
 	}
+	if a := st.LastAnalysis; a != nil && a.Deployment == st.Deployment && a.State == store.Succeeded && a.Analysis != nil && !a.Analysis.Phase.Done() {
+		fmt.Fprintf(w, "  watch window: its analysis is watching release %s; gantry rollback %s rolls it back now\n", a.Release, name)
+	}
 	if c := st.Canary; c != nil {
-		next := fmt.Sprintf("gantry promote --abort %s stops it", name)
+		next := fmt.Sprintf("gantry promote --abort %s (or gantry rollback %s) stops it", name, name)
 		if c.Manual {
 			next = fmt.Sprintf("waiting for gantry promote --step %s (or --abort)", name)
 		}
