@@ -42,15 +42,16 @@ CANARY
           success_if: result < 1
 `
 
-// TestRollbackAskedInWatchWindow: `gantry rollback` while the deploy of
+// TestRollbackAskedOfARunningDeploy: `gantry rollback` while the deploy of
 // 2.0.0 holds the environment through its watch window is not refused as
 // busy: that deploy switches back to 1.0.0 when asked, under 100 requests/s
 // with no request failed, and 1.0.0's container is the one that ran all
 // along (a switch back, not a restart). The rollback exits 0; the deploy
 // exits 3, its record saying who asked. A --to other than the release
 // before is refused, nothing changed. Then the same in a canary waiting at
-// a manual step: the rollback aborts it.
-func TestRollbackAskedInWatchWindow(t *testing.T) {
+// a manual step (the rollback aborts it), in a health gate (it ends at
+// once), and through gantry server.
+func TestRollbackAskedOfARunningDeploy(t *testing.T) {
 	prom := testenv.StartPrometheus(t, "global: { scrape_interval: 1s }\n")
 	yaml := func(watch, canary string) string {
 		return strings.NewReplacer("PROM", prom.URL, "WATCH", watch, "CANARY", canary).Replace(gantryWatched)
@@ -147,6 +148,25 @@ func TestRollbackAskedInWatchWindow(t *testing.T) {
 	p.onStableOnly("after the canary's rollback", "1.0.0")
 	if cs := p.containers(); len(cs) != 1 || cs[0].ID != old[0].ID || p.startedAt(cs[0].ID) != oldStart {
 		t.Errorf("after the canary's rollback: %v, want 1.0.0's first container only, never restarted", p.running())
+	}
+
+	// During the health gate of a release slow to become ready: the
+	// rollback ends the gate at once, and its new container goes.
+	p.write("gantry.yaml", yaml("0s", ""))
+	cmd, _, errb = p.start("deploy", "staging", "--release", "5.0.0", "--image", "web=IMG_slow")
+	waitFor(t, 60*time.Second, "5.0.0 to wait for its health", func() bool {
+		return strings.Contains(errb.String(), "waiting for health")
+	})
+	r = p.run("rollback", "staging")
+	if r.code != 0 || !strings.Contains(r.stdout, "rolled staging back from 5.0.0 to 1.0.0") || !strings.Contains(r.stderr, "is being deployed in staging") {
+		t.Errorf("rollback during the health gate: %s", r)
+	}
+	if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 3 || !strings.Contains(errb.String(), "asked for it (gantry rollback) during the deploy, before it was committed") {
+		t.Errorf("the deploy stopped in its gate: %v, want exit 3, saying who asked\n%s", err, errb)
+	}
+	p.onStableOnly("after the rollback in the gate", "1.0.0")
+	if cs := p.containers(); len(cs) != 1 || cs[0].ID != old[0].ID {
+		t.Errorf("after the rollback in the gate: %v, want 1.0.0's first container only", p.running())
 	}
 
 	// With no deploy holding the environment, a rollback is the usual one.

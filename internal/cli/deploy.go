@@ -153,16 +153,15 @@ so a rollback to one of them is a restart, not a re-creation. The rollback
 passes the same health gate as a deploy; if it fails, the current release
 keeps serving.
 
-While a deploy holds ENV through its canary or the watch window of its
-analysis, the rollback asks that deploy to roll back (a canary is aborted;
-a routed service switches back to the containers that kept running), waits
-for it and exits 0; the deploy exits 3. --to can then name only the release
-before.
+While a deploy holds ENV (in its health gates, its canary, or the watch
+window of its analysis), the rollback asks that deploy to roll back now
+(its gates end, a canary is aborted, a routed service switches back to the
+containers that kept running), waits for it and exits 0; the deploy exits
+3. --to can then name only the release before.
 
 Exit codes: 0 rolled back, 3 the rollback failed its gate and the current
 release serves again, 4 it failed and could not be undone, 5 environment
-busy (a deploy before its switch, or another rollback), 6 Docker
-unreachable, 2 bad input.`,
+busy (another rollback runs), 6 Docker unreachable, 2 bad input.`,
 		Example: `  gantry rollback staging
   gantry rollback staging --to 1.3.2`,
 		Args: envArg,

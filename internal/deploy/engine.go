@@ -408,12 +408,17 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if err := e.transition(ctx, d.ID, store.Deploying, ""); err != nil {
 		return nil, err
 	}
+	// `gantry rollback` while this deployment holds the environment asks
+	// it to roll back (rollbackasked.go): its gates and its watch window
+	// end at once.
+	ask := e.listenForRollback(ctx, d)
+	defer ask.stop()
 	if o, ok := e.rt.(runtime.Orchestrator); ok {
-		return e.runOrchestrated(ctx, o, d, plan, prev, pol, res, start)
+		return e.runOrchestrated(ctx, ask, o, d, plan, prev, pol, res, start)
 	}
 	var done []applied
 	fail := func(f *Failure, cause error) (*Result, error) {
-		res.Failure = f
+		res.Failure, cause = ask.failure(f, cause)
 		return e.rollbackFailed(ctx, d, plan, prev, done, res, start, cause)
 	}
 	if err := e.rt.Prepare(ctx, plan); err != nil {
@@ -432,7 +437,7 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	if err != nil {
 		return fail(&Failure{Check: checkAnalysis, Reason: err.Error()}, err)
 	}
-	applyCtx, stopVerify := untilFailed(ctx, ver)
+	applyCtx, stopVerify := untilFailed(ask.ctx, ver)
 	defer stopVerify()
 	// Services of one tier depend on none of each other: they start
 	// together, as compose does, and the next tier waits for all of them.
@@ -501,7 +506,7 @@ func (e *Engine) run(ctx context.Context, lock *store.Lock, d *store.Deployment,
 	failpoint.Hit("state:succeeded")
 	// Committed and serving, but watched: a failing analysis still rolls
 	// back to prev, whose containers are kept until it passes.
-	if res, ended, err := e.watchCommitted(ctx, ver, d, res, start, prev != nil, func() (*Result, error) {
+	if res, ended, err := e.watchCommitted(ctx, ask, ver, d, res, start, prev != nil, func() (*Result, error) {
 		return e.rollbackFailed(ctx, d, plan, prev, done, res, start, nil)
 	}); ended {
 		return res, err

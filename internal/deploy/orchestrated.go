@@ -84,7 +84,7 @@ func (e *Engine) translate(ctx context.Context, o runtime.Orchestrator, m *confi
 // run recorded it deploying: its services tier by tier (a tier's services
 // together), each through the runtime's own rollout, and commits the
 // release or rolls every service back to prev's plan.
-func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy, res *Result, start time.Time) (*Result, error) {
+func (e *Engine) runOrchestrated(ctx context.Context, ask *rollbackAsk, o runtime.Orchestrator, d *store.Deployment, plan *runtime.Plan, prev *store.Deployment, pol Policy, res *Result, start time.Time) (*Result, error) {
 	var prevPlan *runtime.Plan
 	if prev != nil {
 		row, err := e.store.Get(ctx, prev.PlanID)
@@ -97,7 +97,7 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d 
 		e.loadSecrets(prevPlan)
 	}
 	fail := func(f *Failure, cause error) (*Result, error) {
-		res.Failure = f
+		res.Failure, cause = ask.failure(f, cause)
 		return e.rollbackRelease(ctx, o, d, plan, prevPlan, prev, res, start, pol, cause)
 	}
 	if err := e.requireProxy(ctx, plan); err != nil {
@@ -115,7 +115,7 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d 
 	if err != nil {
 		return fail(&Failure{Check: checkAnalysis, Reason: err.Error()}, err)
 	}
-	applyCtx, stopVerify := untilFailed(ctx, ver)
+	applyCtx, stopVerify := untilFailed(ask.ctx, ver)
 	defer stopVerify()
 	for _, tier := range Tiers(plan) {
 		type outcome struct {
@@ -186,7 +186,7 @@ func (e *Engine) runOrchestrated(ctx context.Context, o runtime.Orchestrator, d 
 	e.setResult(ctx, d.ID, res)
 	// Committed and serving, but watched: a failing analysis still rolls
 	// every service back to prev's stored spec.
-	if res, done, err := e.watchCommitted(ctx, ver, d, res, start, prevPlan != nil, func() (*Result, error) {
+	if res, done, err := e.watchCommitted(ctx, ask, ver, d, res, start, prevPlan != nil, func() (*Result, error) {
 		return e.rollbackRelease(ctx, o, d, plan, prevPlan, prev, res, start, pol, nil)
 	}); done {
 		return res, err

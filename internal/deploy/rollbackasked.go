@@ -1,15 +1,16 @@
 package deploy
 
 // `gantry rollback` while a deploy holds the environment. A deploy holds
-// its environment's lock through its canary and its watch window (the
-// minutes after the switch while its analysis watches), and the previous
-// release's containers run through both, so that a rollback then is a
-// switch back. Rather than refuse as busy, the rollback asks that deploy
-// to roll back (store.SignalRollback: a canary aborts, as by `gantry
-// promote --abort`; a watch window is cut short, as by a failing verdict),
-// then follows the deployment to its end. A deploy that
-// ends before it looks, or whose gantry is gone, leaves the lock free: the
-// rollback then takes it and runs as usual.
+// its environment's lock from its start through its health gates, its
+// canary and its watch window (the minutes after the switch while its
+// analysis watches); the previous release's containers run through the
+// last two, so that a rollback then is a switch back. Rather than refuse
+// as busy, the rollback asks that deploy to roll back now
+// (store.SignalRollback: its gates end as if they failed, a canary
+// aborts as by `gantry promote --abort`, a watch window is cut short as by
+// a failing verdict), then follows the deployment to its end. A deploy
+// that ends before it looks, or whose gantry is gone, leaves the lock
+// free: the rollback then takes it and runs as usual.
 
 import (
 	"context"
@@ -17,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry/internal/store"
@@ -30,7 +32,7 @@ const askTakeWait = 10 * time.Second
 // waits for the deployment to end. It returns the deployment's result,
 // or a lock when the holder went away without taking the request (the
 // caller rolls back itself), or locked itself when the holder cannot be
-// asked (a deploy still before its switch, another rollback).
+// asked (another rollback, a deployment that is ending).
 func (e *Engine) askHolder(ctx context.Context, project, env, to string, locked *store.LockedError) (*Result, *store.Lock, error) {
 	h := locked.Holder
 	if h.DeploymentID == 0 {
@@ -45,13 +47,16 @@ func (e *Engine) askHolder(ctx context.Context, project, env, to string, locked 
 		return nil, nil, err
 	}
 	canary := rc != nil && rc.Deployment == d.ID
-	if !canary && d.State != store.Succeeded {
-		// Still before its switch: the new release serves nothing yet.
-		return nil, nil, locked
-	}
-	where := "in its watch window"
-	if canary {
+	var where string
+	switch {
+	case canary:
 		where = "in its canary"
+	case d.State == store.Deploying, d.State == store.Verifying:
+		where = "being deployed"
+	case d.State == store.Succeeded:
+		where = "in its watch window"
+	default:
+		return nil, nil, locked
 	}
 	if d.PreviousID == 0 {
 		return nil, nil, inputError("%s has served only release %s (deployment %d, %s); there is nothing earlier to roll back to", env, d.Release, d.ID, where)
@@ -192,4 +197,91 @@ func lockedBy(err error) *store.LockedError {
 		return locked
 	}
 	return nil
+}
+
+// checkRollback names, in Failure.Check, a rollback that `gantry
+// rollback` asked of a deployment.
+const checkRollback = "rollback"
+
+// askedFailure is the failure of a deployment that `gantry rollback`
+// (sig) asked to roll back, when.
+func askedFailure(sig *store.CanarySignal, when string) *Failure {
+	return &Failure{Check: checkRollback, Reason: fmt.Sprintf("%s asked for it (gantry rollback) %s", sig.Actor, when)}
+}
+
+// rollbackAsked is why a deployment's context ended: `gantry rollback`
+// asked for the release to roll back.
+type rollbackAsked struct{ sig *store.CanarySignal }
+
+func (r *rollbackAsked) Error() string { return "rollback asked by " + r.sig.Actor }
+
+// rollbackAsk is a deployment looking, from its start through its watch
+// window, for `gantry rollback` asking it to roll back
+// (store.SignalRollback with no service; a canary takes its own).
+type rollbackAsk struct {
+	// ctx ends when one does: the gates and the watch window run in it.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	halt   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	taken  *store.CanarySignal
+}
+
+// listenForRollback starts looking, every signalPoll, for a rollback asked
+// of deployment d.
+func (e *Engine) listenForRollback(ctx context.Context, d *store.Deployment) *rollbackAsk {
+	a := &rollbackAsk{halt: make(chan struct{}), done: make(chan struct{})}
+	a.ctx, a.cancel = context.WithCancelCause(ctx)
+	go func() {
+		defer close(a.done)
+		tick := time.NewTicker(signalPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-a.halt:
+				return
+			case <-a.ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// Taken whole even if stop comes meanwhile: stop then sees it.
+			sig, err := e.store.TakeCanarySignal(context.WithoutCancel(a.ctx), d.ID, "", func(sig store.CanarySignal) string {
+				if sig.Action != store.SignalRollback {
+					return fmt.Sprintf("unknown action %q for a deployment", sig.Action)
+				}
+				return ""
+			})
+			if err != nil || sig == nil || sig.Ignored != "" {
+				continue
+			}
+			a.taken = sig
+			e.step(context.WithoutCancel(a.ctx), d.ID, "", "rollback-asked", sig.Actor+" asked for a rollback")
+			a.cancel(&rollbackAsked{sig: sig})
+			return
+		}
+	}()
+	return a
+}
+
+// stop ends the looking and returns the rollback asked, if one was: one
+// taken as the deployment was about to end is still acted on. Calling it
+// again returns the same.
+func (a *rollbackAsk) stop() *store.CanarySignal {
+	a.once.Do(func() {
+		close(a.halt)
+		<-a.done
+		a.cancel(nil)
+	})
+	return a.taken
+}
+
+// failure is f, or, when a rollback was asked (which ended the gates that
+// failed with f), the asked one; cause goes with f only.
+func (a *rollbackAsk) failure(f *Failure, cause error) (*Failure, error) {
+	var asked *rollbackAsked
+	if errors.As(context.Cause(a.ctx), &asked) {
+		return askedFailure(asked.sig, "during the deploy, before it was committed"), nil
+	}
+	return f, cause
 }

@@ -122,34 +122,39 @@ func TestAskHolderWithdrawn(t *testing.T) {
 }
 
 // TestAskHolderNot: a holder that cannot be asked leaves the rollback
-// refused as busy: a deploy still before its switch; a first release has
-// nothing to roll back to.
+// refused as busy (another rollback); a first release, deploying or in its
+// window, has nothing to roll back to.
 func TestAskHolderNot(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t)
 	e := New(nil, st, t.TempDir())
-	d := &store.Deployment{Project: "shop", Env: "staging", Release: "1.0.0", Kind: "deploy", PID: 7}
-	if err := st.Create(ctx, d); err != nil {
-		t.Fatal(err)
+	hold := func(d *store.Deployment) (*store.Lock, *store.LockedError) {
+		t.Helper()
+		if err := st.Create(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		st.Transition(ctx, d.ID, store.Deploying, "")
+		holder, err := st.Acquire(ctx, "shop", "staging", d.Kind+" "+d.Release)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { holder.Release() })
+		holder.SetDeployment(ctx, d.ID)
+		_, err = st.Acquire(ctx, "shop", "staging", "rollback")
+		var locked *store.LockedError
+		if !errors.As(err, &locked) {
+			t.Fatal(err)
+		}
+		return holder, locked
 	}
-	st.Transition(ctx, d.ID, store.Deploying, "")
-	holder, err := st.Acquire(ctx, "shop", "staging", "deploy 1.0.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Release()
-	holder.SetDeployment(ctx, d.ID)
-	_, err = st.Acquire(ctx, "shop", "staging", "rollback")
-	var locked *store.LockedError
-	if !errors.As(err, &locked) {
-		t.Fatal(err)
-	}
-	if _, lock, err := e.askHolder(ctx, "shop", "staging", "", locked); lock != nil || err != locked {
-		t.Errorf("a deploy before its switch: %v, want busy", err)
-	}
-	st.Transition(ctx, d.ID, store.Verifying, "")
-	st.Succeed(ctx, d, "ok")
+	holder, locked := hold(&store.Deployment{Project: "shop", Env: "staging", Release: "1.0.0", Kind: "deploy", PID: 7})
 	if _, lock, err := e.askHolder(ctx, "shop", "staging", "", locked); lock != nil || !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "nothing earlier to roll back to") {
-		t.Errorf("a first release in its window: %v", err)
+		t.Errorf("a first release being deployed: %v", err)
+	}
+	st.Transition(ctx, locked.Holder.DeploymentID, store.Failed, "stopped")
+	holder.Release()
+	_, locked = hold(&store.Deployment{Project: "shop", Env: "staging", Release: "0.9.0", Kind: "rollback", PID: 7, PreviousID: 1})
+	if _, lock, err := e.askHolder(ctx, "shop", "staging", "", locked); lock != nil || err != locked {
+		t.Errorf("another rollback: %v, want busy", err)
 	}
 }

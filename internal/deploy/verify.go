@@ -170,39 +170,45 @@ func (e *Engine) LastAnalysis(ctx context.Context, project, env string) *Deploym
 }
 
 // watchCommitted runs a committed deployment's verification (none: nothing
-// to do) through its watch window. When it fails, the release rolls back
-// (rollback), or, with nothing earlier to serve, the first release stays
-// and says so: a success is never turned into a failure. ended says that
-// the deployment ended there, with its result and error.
-func (e *Engine) watchCommitted(ctx context.Context, ver Verification, d *store.Deployment, res *Result, start time.Time, canRollBack bool, rollback func() (*Result, error)) (*Result, bool, error) {
-	if ver == nil {
-		return res, false, nil
+// to do) through its watch window, and acts on `gantry rollback` asked of
+// it (ask). When either fails it, the release rolls back (rollback), or,
+// with nothing earlier to serve, the first release stays and says so: a
+// success is never turned into a failure. ended says that the deployment
+// ended there, with its result and error.
+func (e *Engine) watchCommitted(ctx context.Context, ask *rollbackAsk, ver Verification, d *store.Deployment, res *Result, start time.Time, canRollBack bool, rollback func() (*Result, error)) (*Result, bool, error) {
+	var f *Failure
+	if ver != nil {
+		// The record says the analysis runs: a gantry killed in the
+		// window leaves it so, and the next one records it interrupted
+		// (closeInterruptedWatch).
+		res.Analysis = ver.Report()
+		e.setResult(ctx, d.ID, res)
+		f = e.watch(ask.ctx, ver, d, res)
 	}
-	// The record says the analysis runs: a gantry killed in the window
-	// leaves it so, and the next one records it interrupted
-	// (closeInterruptedWatch).
-	res.Analysis = ver.Report()
-	e.setResult(ctx, d.ID, res)
-	wctx, asked := e.listenForRollback(ctx, d)
-	f := e.watch(wctx, ver, d, res)
-	if sig := asked(); sig != nil && f == nil {
-		f = &Failure{Check: checkRollback, Reason: fmt.Sprintf("%s asked for it (gantry rollback) in the watch window", sig.Actor)}
+	if sig := ask.stop(); sig != nil && f == nil {
+		when := "in the watch window"
+		if ver == nil {
+			when = "as the release was committed"
+		}
+		f = askedFailure(sig, when)
 	}
-	if f != nil {
-		res.Failure = f
-		if !canRollBack {
-			res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
+	if f == nil {
+		if ver != nil {
 			res.DurationSeconds = time.Since(start).Seconds()
 			e.setResult(context.WithoutCancel(ctx), d.ID, res)
-			e.report.Note(res.Reason)
-			return res, true, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
 		}
-		res, err := rollback()
-		return res, true, err
+		return res, false, nil
 	}
-	res.DurationSeconds = time.Since(start).Seconds()
-	e.setResult(context.WithoutCancel(ctx), d.ID, res)
-	return res, false, nil
+	res.Failure = f
+	if !canRollBack {
+		res.Reason = f.String() + "; nothing to roll back to (first release of this environment), so it keeps serving"
+		res.DurationSeconds = time.Since(start).Seconds()
+		e.setResult(context.WithoutCancel(ctx), d.ID, res)
+		e.report.Note(res.Reason)
+		return res, true, fmt.Errorf("%w: %s", ErrFailed, res.Reason)
+	}
+	res, err := rollback()
+	return res, true, err
 }
 
 // Watching says whether committed deployment d is in its watch window, as
@@ -216,61 +222,6 @@ func Watching(d *store.Deployment) bool {
 		Analysis *analysis.Report `json:"analysis"`
 	}
 	return json.Unmarshal(d.Result, &r) == nil && r.Analysis != nil && !r.Analysis.Phase.Done()
-}
-
-// checkRollback names, in Failure.Check, a rollback that `gantry
-// rollback` asked of a deployment in its watch window.
-const checkRollback = "rollback"
-
-// rollbackAsked is why a watch window was cut short: `gantry rollback`
-// asked for the release to roll back.
-type rollbackAsked struct{ sig *store.CanarySignal }
-
-func (r *rollbackAsked) Error() string { return "rollback asked by " + r.sig.Actor }
-
-// listenForRollback looks, every signalPoll while deployment d is in its
-// watch window, for `gantry rollback` asking it to roll back
-// (store.SignalRollback); the context it returns ends when one does.
-// asked stops the looking and returns the signal taken, if any: a signal
-// taken as the window ended is still acted on.
-func (e *Engine) listenForRollback(ctx context.Context, d *store.Deployment) (context.Context, func() *store.CanarySignal) {
-	wctx, cancel := context.WithCancelCause(ctx)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	var taken *store.CanarySignal
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(signalPoll)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-wctx.Done():
-				return
-			case <-tick.C:
-			}
-			sig, err := e.store.TakeCanarySignal(context.WithoutCancel(wctx), d.ID, "", func(sig store.CanarySignal) string {
-				if sig.Action != store.SignalRollback {
-					return fmt.Sprintf("unknown action %q for a deployment in its watch window", sig.Action)
-				}
-				return ""
-			})
-			if err != nil || sig == nil || sig.Ignored != "" {
-				continue
-			}
-			taken = sig
-			e.step(context.WithoutCancel(wctx), d.ID, "", "rollback-asked", sig.Actor+" asked for a rollback in the watch window")
-			cancel(&rollbackAsked{sig: sig})
-			return
-		}
-	}()
-	return wctx, func() *store.CanarySignal {
-		close(stop)
-		<-done
-		cancel(nil)
-		return taken
-	}
 }
 
 // closeInterruptedWatch records the end of a watch window that ended with
