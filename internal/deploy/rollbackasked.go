@@ -97,7 +97,9 @@ func (e *Engine) signalActor() string {
 
 // awaitTaken waits for the holder to take sig. When the environment's lock
 // comes free first (the deploy ended before it looked, or its gantry is
-// gone), it withdraws sig and returns the lock, now this caller's.
+// gone), it withdraws sig and returns the lock, now this caller's; when
+// the deploy took sig just before it ended, it is acting on it, and
+// awaitTaken says taken.
 func (e *Engine) awaitTaken(ctx context.Context, project, env string, sig *store.CanarySignal) (*store.Lock, error) {
 	deadline := time.Now().Add(askTakeWait)
 	for {
@@ -115,17 +117,22 @@ func (e *Engine) awaitTaken(ctx context.Context, project, env string, sig *store
 			return nil, err
 		}
 		if lock != nil {
-			// Nobody will take it: withdrawn, so that no later look acts on it.
-			if _, err := e.store.TakeCanarySignal(ctx, sig.DeploymentID, sig.Service, func(store.CanarySignal) string {
-				return "withdrawn: the deployment ended before it looked, and gantry rollback ran by itself"
-			}); err != nil {
+			// Withdrawn, so that no later look acts on it; taken first, it
+			// was acted on, and this rollback must not go one further.
+			withdrawn, err := e.store.WithdrawSignal(ctx, sig.ID, "withdrawn: the deployment ended before it looked, and gantry rollback ran by itself")
+			if err != nil || !withdrawn {
 				lock.Release()
 				return nil, err
 			}
 			return lock, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the deploy holding %s did not take the rollback request within %s; it is recorded and taken when that deploy next looks (gantry status %s shows where it is)", env, askTakeWait, env)
+			// The deploy runs on but did not look (a canary that moved on
+			// from the step it was asked at): nothing is left pending.
+			if withdrawn, err := e.store.WithdrawSignal(ctx, sig.ID, fmt.Sprintf("withdrawn: not taken within %s", askTakeWait)); err != nil || !withdrawn {
+				return nil, err
+			}
+			return nil, fmt.Errorf("the deploy holding %s did not take the rollback request within %s, and it is withdrawn; run gantry rollback %s again (gantry status %s shows where that deploy is)", env, askTakeWait, env, env)
 		}
 		select {
 		case <-ctx.Done():

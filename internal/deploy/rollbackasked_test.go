@@ -99,6 +99,34 @@ func TestAskHolder(t *testing.T) {
 	}
 }
 
+// TestAskHolderTakenAsItEnded: the deploy takes the request, rolls back
+// and frees the environment at once; the rollback reports that deployment
+// and does not roll back one release further itself.
+func TestAskHolderTakenAsItEnded(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	d, prev, holder, locked := watchedDeploy(t, st)
+	e := New(nil, st, t.TempDir())
+	go func() {
+		for {
+			if sig, err := st.TakeCanarySignal(ctx, d.ID, "", nil); err != nil || sig != nil {
+				st.Revert(ctx, d, prev.ID, "rolled back on request")
+				holder.Release()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	res, lock, err := e.askHolder(ctx, "shop", "staging", "", locked)
+	if lock != nil {
+		lock.Release()
+		t.Fatal("the rollback took the environment to roll back itself, after the deploy had")
+	}
+	if err != nil || res.State != store.RolledBack || res.Deployment != d.ID {
+		t.Errorf("result: %+v, %v", res, err)
+	}
+}
+
 // TestAskHolderWithdrawn: the deploy ends (its window over) before it
 // looks for the request: the rollback withdraws it, takes the lock and
 // runs by itself; no later look of any deploy acts on it.

@@ -117,6 +117,28 @@ func (s *Store) TakeCanarySignal(ctx context.Context, deployment int64, service 
 	return &c, nil
 }
 
+// WithdrawSignal marks signal id taken without acting on it, for why, if
+// no one has taken it yet; it says whether it did (false: the process it
+// was for took it first, and acts on it).
+func (s *Store) WithdrawSignal(ctx context.Context, id int64, why string) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE canary_signals SET taken_at=? WHERE id=? AND taken_at IS NULL`, now(), id)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return false, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO canary_signals_ignored (signal_id, why) VALUES (?,?)`, id, why); err != nil {
+		return false, err
+	}
+	return true, tx.Commit()
+}
+
 // CanarySignalTaken says whether the process running the canary has
 // taken signal id, and why it did not act on it when it did not.
 func (s *Store) CanarySignalTaken(ctx context.Context, id int64) (taken bool, ignored string, err error) {
