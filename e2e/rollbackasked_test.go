@@ -85,8 +85,8 @@ func TestRollbackAskedOfARunningDeploy(t *testing.T) {
 	if r := p.run("rollback", "staging", "--to", "0.9.0"); r.code != 2 || !strings.Contains(r.stderr, "a rollback now returns to 1.0.0, the release before it") {
 		t.Errorf("rollback --to another release in the window: %s", r)
 	}
-	if v := p.version(); v != "2.0.0" || cmd.ProcessState != nil {
-		t.Fatalf("a refused rollback changed something: serving %q, deploy exited %v", v, cmd.ProcessState)
+	if a := p.status("staging").LastAnalysis; p.version() != "2.0.0" || a == nil || a.Release != "2.0.0" || a.Analysis.Phase != analysis.Running {
+		t.Fatalf("a refused rollback changed something: serving %q, analysis %+v", p.version(), a)
 	}
 
 	p.env = []string{"GANTRY_ACTOR=alice"}
