@@ -17,7 +17,8 @@ import (
 	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // FileName is the database file inside the state directory.
@@ -131,13 +132,36 @@ func Open(dir string) (*Store, error) {
 	// keeps 2 idle by default, and opening a SQLite connection (the file,
 	// the pragmas) costs more than most queries.
 	db.SetMaxIdleConns(32)
+	// Two gantry commands that start together on a new state directory
+	// both set the new file up: the first connection switches it to WAL
+	// under an exclusive lock, and SQLite answers the other SQLITE_BUSY at
+	// once, without the busy timeout. Tried again, for as long as that
+	// timeout.
+	deadline := time.Now().Add(openBusyWait)
 	for _, ddl := range schemas {
-		if _, err := db.Exec(ddl); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("prepare %s: %w", path, err)
+		for {
+			_, err := db.Exec(ddl)
+			if err == nil {
+				break
+			}
+			if !isBusy(err) || time.Now().After(deadline) {
+				db.Close()
+				return nil, fmt.Errorf("prepare %s: %w", path, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return &Store{db: db}, nil
+}
+
+// openBusyWait is how long Open tries again while another process sets up
+// the same new database file: the busy timeout of every connection.
+const openBusyWait = 10 * time.Second
+
+// isBusy says whether err is SQLite's SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // Close closes the database.
