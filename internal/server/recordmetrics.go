@@ -216,8 +216,8 @@ func rollbackReason(d *store.Deployment, res *deploy.Result) (string, bool) {
 	case check == "cancelled", check == "" && strings.HasPrefix(d.Reason, "interrupted"):
 		return "interrupted", true
 	case check == "rollback", check == "canary" && res.Failure.Canary != nil && res.Failure.Canary.Verdict == deploy.CanaryManualAbort:
-		// Asked for: gantry rollback in the watch window or the canary,
-		// gantry promote --abort.
+		// Asked for: gantry rollback of a deploy under way, gantry
+		// promote --abort.
 		return "manual", true
 	case check == "running", check == "healthcheck", check == "probe", check == "exit", check == "oom", check == "deadline", check == "verify":
 		return "health_gate", true

@@ -14,17 +14,17 @@ const (
 	// the deployment.
 	CanaryAbort = "abort"
 	// SignalRollback is `gantry rollback` while a deploy holds the
-	// environment: given with no service, it asks a deployment in its
-	// watch window (committed, its analysis still watching) to roll back,
-	// as a failing verdict would; given to a canary's service, it aborts
-	// the canary as CanaryAbort does.
+	// environment: given with no service, it asks the deployment to roll
+	// back now (its health gates end as if they failed, its watch window
+	// as if its analysis did); given to a canary's service, it aborts the
+	// canary as CanaryAbort does.
 	SignalRollback = "rollback"
 )
 
 // canarySchema holds what `gantry promote --step|--abort` asks of a canary
 // that another gantry process runs, and what `gantry rollback` asks of a
-// deployment in its watch window: that process polls for a signal of its
-// deployment and marks it taken when it acts on it.
+// deployment under way: that process polls for a signal of its deployment
+// and marks it taken when it acts on it.
 const canarySchema = `
 CREATE TABLE IF NOT EXISTS canary_signals (
 	id            INTEGER PRIMARY KEY AUTOINCREMENT,
