@@ -174,7 +174,7 @@ busy (another rollback runs), 6 Docker unreachable, 2 bad input.`,
 				if err := c.Post(cmd.Context(), "/api/v1/envs/"+urlPathEscape(args[0])+"/rollback", map[string]any{"to": to}, &a); err != nil {
 					return err
 				}
-				// A deploy in its canary or watch window rolls back when
+				// A deploy under way (gates, canary, watch window) rolls back when
 				// asked: the server answers with that deployment.
 				return follow(cmd, g, c, a, a.Kind == "deploy")
 			}

@@ -268,8 +268,8 @@ func (c *Client) Stream(ctx context.Context, path string, w io.Writer) error {
 // Accepted is the server's answer to a deploy or rollback.
 type Accepted struct {
 	Deployment int64 `json:"deployment"`
-	// Kind is the deployment's kind: a rollback asked of a deploy in its
-	// canary or watch window answers with that deploy.
+	// Kind is the deployment's kind: a rollback asked of a deploy under
+	// way answers with that deploy.
 	Kind string `json:"kind"`
 	URL  string `json:"url"`
 }
