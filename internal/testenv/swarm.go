@@ -103,8 +103,39 @@ func newSwarm(t testing.TB, worker bool) *SwarmCluster {
 		if err := stop(); err != nil {
 			t.Error(err)
 		}
+		forgetRegistryImages(c, sc.Registry)
 	})
 	return sc
+}
+
+// forgetRegistryImages removes the engine's references to images of the
+// registry at addr (registry/repo@sha256:…, which the swarm's pulls by
+// digest leave behind, one more per run on a new port), never the images
+// themselves: an image known only through that registry is left alone.
+func forgetRegistryImages(c *client.Client, addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	imgs, err := c.ImageList(ctx, image.ListOptions{All: true})
+	if err != nil {
+		return
+	}
+	for _, img := range imgs {
+		var ours []string
+		kept := 0
+		for _, ref := range append(img.RepoTags, img.RepoDigests...) {
+			if strings.HasPrefix(ref, addr+"/") {
+				ours = append(ours, ref)
+			} else {
+				kept++
+			}
+		}
+		if kept == 0 {
+			continue // known only through the registry: left as it is
+		}
+		for _, ref := range ours {
+			c.ImageRemove(ctx, ref, image.RemoveOptions{})
+		}
+	}
 }
 
 // StartSwarm makes a test swarm on the engine c (see Swarm and
