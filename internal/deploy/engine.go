@@ -287,8 +287,9 @@ func (e *Engine) Rollback(ctx context.Context, project string, env *config.Envir
 		return nil, err
 	}
 	lock, err := e.store.Acquire(ctx, project, env.Name, "rollback")
-	if locked := lockedBy(err); locked != nil {
-		// A deploy in its canary or watch window: it rolls back when asked
+	var locked *store.LockedError
+	if errors.As(err, &locked) {
+		// A deploy under way (gates, canary, watch window) rolls back when asked
 		// (rollbackasked.go).
 		if res, lock, err = e.askHolder(ctx, project, env.Name, to, locked); lock == nil {
 			return res, err

@@ -197,15 +197,6 @@ func askedResult(d *store.Deployment) (*Result, error) {
 	return res, fmt.Errorf("%w: deployment %d (release %s) is %s: %s", ErrFailed, d.ID, d.Release, d.State, d.Reason)
 }
 
-// lockedBy returns the error's LockedError, nil when it is none.
-func lockedBy(err error) *store.LockedError {
-	var locked *store.LockedError
-	if errors.As(err, &locked) {
-		return locked
-	}
-	return nil
-}
-
 // checkRollback names, in Failure.Check, a rollback that `gantry
 // rollback` asked of a deployment.
 const checkRollback = "rollback"

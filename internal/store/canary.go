@@ -94,24 +94,8 @@ func (s *Store) TakeCanarySignal(ctx context.Context, deployment int64, service 
 	if ignore != nil {
 		c.Ignored = ignore(c)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE canary_signals SET taken_at=? WHERE id=? AND taken_at IS NULL`, now(), c.ID)
-	if err != nil {
-		return nil, err
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return nil, err // taken by another reader meanwhile
-	}
-	if c.Ignored != "" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO canary_signals_ignored (signal_id, why) VALUES (?,?)`, c.ID, c.Ignored); err != nil {
-			return nil, err
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	// Not marked: taken by another reader meanwhile.
+	if marked, err := s.markTaken(ctx, c.ID, c.Ignored); err != nil || !marked {
 		return nil, err
 	}
 	return &c, nil
@@ -121,6 +105,12 @@ func (s *Store) TakeCanarySignal(ctx context.Context, deployment int64, service 
 // no one has taken it yet; it says whether it did (false: the process it
 // was for took it first, and acts on it).
 func (s *Store) WithdrawSignal(ctx context.Context, id int64, why string) (bool, error) {
+	return s.markTaken(ctx, id, why)
+}
+
+// markTaken marks signal id taken, if it was not yet, with why it is not
+// acted on when why is set, in one transaction; it says whether it did.
+func (s *Store) markTaken(ctx context.Context, id int64, why string) (bool, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -133,8 +123,10 @@ func (s *Store) WithdrawSignal(ctx context.Context, id int64, why string) (bool,
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return false, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO canary_signals_ignored (signal_id, why) VALUES (?,?)`, id, why); err != nil {
-		return false, err
+	if why != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO canary_signals_ignored (signal_id, why) VALUES (?,?)`, id, why); err != nil {
+			return false, err
+		}
 	}
 	return true, tx.Commit()
 }
